@@ -1,0 +1,294 @@
+//! The sender side of a link: frames sent but not yet acknowledged.
+//!
+//! Plain data with methods that do no I/O. The link task feeds it sends, acks
+//! and the clock, and writes the frames it returns. Acks are cumulative: an
+//! ack of `id` acknowledges every frame up to `id`, so a lost ack is repaired
+//! by any later one.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::{Body, Frame};
+
+/// Tuning of an [`AckWindow`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckConfig {
+    /// Most frames in flight; a full window stops the sender taking new work.
+    pub capacity: usize,
+    /// Wait before the first retransmission.
+    pub timeout: Duration,
+    /// Upper bound of the doubling backoff between retransmissions.
+    pub max_backoff: Duration,
+    /// Retransmissions of one frame before the link is given up.
+    pub max_retries: u32,
+}
+
+impl Default for AckConfig {
+    fn default() -> Self {
+        AckConfig {
+            capacity: 256,
+            timeout: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(16),
+            max_retries: 5,
+        }
+    }
+}
+
+/// A frame was retransmitted `max_retries` times without an ack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("frame {id} unacknowledged after {attempts} retransmissions")]
+pub struct RetryLimitExceeded {
+    /// The frame that gave up.
+    pub id: u64,
+    /// How many times it was retransmitted.
+    pub attempts: u32,
+}
+
+/// The window is full; wait for acks before sending more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("ack window is full")]
+pub struct WindowFull;
+
+#[derive(Debug)]
+struct InFlight<M> {
+    frame: Frame,
+    meta: M,
+    retransmits: u32,
+    deadline: Instant,
+}
+
+/// Sent-but-unacked frames of one link, each with caller data `M` (what the
+/// frame carried, so an ack can be turned into a delivery).
+#[derive(Debug)]
+pub struct AckWindow<M> {
+    config: AckConfig,
+    next_id: u64,
+    in_flight: VecDeque<InFlight<M>>,
+}
+
+impl<M> AckWindow<M> {
+    /// An empty window; the first frame gets id 1.
+    pub fn new(config: AckConfig) -> Self {
+        AckWindow {
+            config,
+            next_id: 1,
+            in_flight: VecDeque::new(),
+        }
+    }
+
+    /// Frames in flight.
+    pub fn len(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// True when nothing is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.in_flight.is_empty()
+    }
+
+    /// True when no more frames may be sent until some are acked.
+    pub fn is_full(&self) -> bool {
+        self.in_flight.len() >= self.config.capacity
+    }
+
+    /// The highest id handed out so far (0 before the first send).
+    pub fn last_sent_id(&self) -> u64 {
+        self.next_id - 1
+    }
+
+    /// Numbers `body` with the next id and keeps a copy until it is acked.
+    /// Returns the frame to write.
+    pub fn send(&mut self, body: Body, meta: M, now: Instant) -> Result<Frame, WindowFull> {
+        if self.is_full() {
+            return Err(WindowFull);
+        }
+        let frame = Frame::new(self.next_id, body);
+        self.next_id += 1;
+        self.in_flight.push_back(InFlight {
+            frame: frame.clone(),
+            meta,
+            retransmits: 0,
+            deadline: now + self.config.timeout,
+        });
+        Ok(frame)
+    }
+
+    /// Handles a cumulative ack: every frame with id <= `id` is done. Returns
+    /// their data in id order. Acks for ids never sent are ignored.
+    pub fn on_ack(&mut self, id: u64) -> Vec<M> {
+        let mut done = Vec::new();
+        if id >= self.next_id {
+            return done;
+        }
+        while self.in_flight.front().is_some_and(|f| f.frame.id <= id) {
+            if let Some(f) = self.in_flight.pop_front() {
+                done.push(f.meta);
+            }
+        }
+        done
+    }
+
+    /// When the earliest retransmission is due, if anything is in flight.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.in_flight.iter().map(|f| f.deadline).min()
+    }
+
+    /// Frames whose timeout passed, to be written again, each with its
+    /// backoff doubled. Fails once a frame has used up its retries: the link
+    /// must then be closed.
+    pub fn poll_timeouts(&mut self, now: Instant) -> Result<Vec<Frame>, RetryLimitExceeded> {
+        let mut due = Vec::new();
+        for f in self.in_flight.iter_mut().filter(|f| f.deadline <= now) {
+            if f.retransmits >= self.config.max_retries {
+                return Err(RetryLimitExceeded {
+                    id: f.frame.id,
+                    attempts: f.retransmits,
+                });
+            }
+            f.retransmits += 1;
+            f.deadline = now + backoff(&self.config, f.retransmits);
+            due.push(f.frame.clone());
+        }
+        Ok(due)
+    }
+
+    /// Empties the window when the link closes, returning what was never acked.
+    pub fn drain(&mut self) -> Vec<M> {
+        self.in_flight.drain(..).map(|f| f.meta).collect()
+    }
+}
+
+/// The wait after the `retransmits`-th retransmission: the timeout doubled
+/// each time, capped.
+fn backoff(config: &AckConfig, retransmits: u32) -> Duration {
+    let factor = 1u32.checked_shl(retransmits.min(16)).unwrap_or(u32::MAX);
+    config
+        .timeout
+        .saturating_mul(factor)
+        .min(config.max_backoff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::v1::Ping;
+
+    fn body(n: u64) -> Body {
+        Body::Ping(Ping { nonce: n })
+    }
+
+    fn window(capacity: usize) -> AckWindow<u64> {
+        AckWindow::new(AckConfig {
+            capacity,
+            timeout: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(350),
+            max_retries: 3,
+        })
+    }
+
+    #[test]
+    fn ids_start_at_one_and_increase() {
+        let mut w = window(8);
+        let now = Instant::now();
+        let ids: Vec<u64> = (0..3).map(|n| w.send(body(n), n, now).unwrap().id).collect();
+        assert_eq!(ids, vec![1, 2, 3]);
+        assert_eq!(w.last_sent_id(), 3);
+    }
+
+    #[test]
+    fn cumulative_ack_releases_everything_up_to_it() {
+        let mut w = window(8);
+        let now = Instant::now();
+        for n in 0..5 {
+            w.send(body(n), n, now).unwrap();
+        }
+        assert_eq!(w.on_ack(3), vec![0, 1, 2]);
+        assert_eq!(w.len(), 2);
+        // A duplicate or stale ack changes nothing.
+        assert!(w.on_ack(3).is_empty());
+        assert!(w.on_ack(1).is_empty());
+        assert_eq!(w.on_ack(5), vec![3, 4]);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn an_ack_for_an_id_never_sent_is_ignored() {
+        let mut w = window(8);
+        let now = Instant::now();
+        w.send(body(0), 0, now).unwrap();
+        assert!(w.on_ack(99).is_empty());
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn a_full_window_refuses_more() {
+        let mut w = window(2);
+        let now = Instant::now();
+        w.send(body(0), 0, now).unwrap();
+        w.send(body(1), 1, now).unwrap();
+        assert!(w.is_full());
+        assert_eq!(w.send(body(2), 2, now), Err(WindowFull));
+        w.on_ack(1);
+        assert!(w.send(body(2), 2, now).is_ok());
+    }
+
+    #[test]
+    fn nothing_is_retransmitted_before_the_timeout() {
+        let mut w = window(8);
+        let t0 = Instant::now();
+        w.send(body(0), 0, t0).unwrap();
+        assert_eq!(w.next_deadline(), Some(t0 + Duration::from_millis(100)));
+        assert!(w
+            .poll_timeouts(t0 + Duration::from_millis(99))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn retransmissions_back_off_by_doubling_up_to_the_cap() {
+        let mut w = window(8);
+        let t0 = Instant::now();
+        let sent = w.send(body(7), 7, t0).unwrap();
+        let mut now = t0 + Duration::from_millis(100);
+        let again = w.poll_timeouts(now).unwrap();
+        assert_eq!(again, vec![sent.clone()], "same id and body are resent");
+        // Next waits 200 ms (doubled), then 350 ms (capped from 400).
+        for wait in [200, 350] {
+            let deadline = w.next_deadline().unwrap();
+            assert_eq!(deadline - now, Duration::from_millis(wait));
+            now = deadline;
+            assert_eq!(w.poll_timeouts(now).unwrap().len(), 1);
+        }
+    }
+
+    #[test]
+    fn the_retry_limit_gives_up_the_link() {
+        let mut w = window(8);
+        let mut now = Instant::now();
+        w.send(body(0), 0, now).unwrap();
+        for _ in 0..3 {
+            now = w.next_deadline().unwrap();
+            assert_eq!(w.poll_timeouts(now).unwrap().len(), 1);
+        }
+        now = w.next_deadline().unwrap();
+        assert_eq!(
+            w.poll_timeouts(now),
+            Err(RetryLimitExceeded { id: 1, attempts: 3 })
+        );
+        assert_eq!(w.drain(), vec![0], "what was unacked is handed back");
+    }
+
+    #[test]
+    fn an_ack_during_backoff_stops_retransmission() {
+        let mut w = window(8);
+        let t0 = Instant::now();
+        w.send(body(0), 0, t0).unwrap();
+        w.poll_timeouts(t0 + Duration::from_millis(100)).unwrap();
+        w.on_ack(1);
+        assert_eq!(w.next_deadline(), None);
+        assert!(w
+            .poll_timeouts(t0 + Duration::from_secs(60))
+            .unwrap()
+            .is_empty());
+    }
+}

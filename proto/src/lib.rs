@@ -1,0 +1,54 @@
+//! Wire types for every link (generated from `protos/im.proto` by prost), the
+//! frame codec, the closed error-code set shared by the link and HTTP, and the
+//! link's two pure state machines (ACK window and reorder buffer), which the
+//! server and the client library both run.
+
+pub mod ack_window;
+pub mod codec;
+pub mod error_code;
+pub mod reorder;
+
+/// Generated protobuf types of package `im.v1`.
+#[allow(missing_docs, clippy::all)]
+pub mod v1 {
+    include!(concat!(env!("OUT_DIR"), "/im.v1.rs"));
+}
+
+pub use ack_window::{AckConfig, AckWindow, RetryLimitExceeded, WindowFull};
+pub use codec::{CodecError, FrameCodec, DEFAULT_MAX_FRAME_BYTES};
+pub use reorder::{Accepted, ReorderBuffer};
+pub use v1::frame::Body;
+pub use v1::{ErrorCode, Frame};
+
+impl Frame {
+    /// A frame with the given sequence id and body.
+    pub fn new(id: u64, body: Body) -> Self {
+        Frame {
+            id,
+            body: Some(body),
+        }
+    }
+
+    /// An unsequenced cumulative acknowledgement of every frame up to `id`.
+    pub fn ack(id: u64) -> Self {
+        Frame::new(0, Body::Ack(v1::Ack { id }))
+    }
+
+    /// An unsequenced fatal error: the last frame before the link is closed.
+    pub fn fatal(code: ErrorCode, message: impl Into<String>) -> Self {
+        Frame::new(
+            0,
+            Body::Error(v1::Error {
+                code: code as i32,
+                message: message.into(),
+                fatal: true,
+                ..Default::default()
+            }),
+        )
+    }
+
+    /// True for frames that take part in the ACK window (id > 0).
+    pub fn is_sequenced(&self) -> bool {
+        self.id > 0
+    }
+}

@@ -1,0 +1,40 @@
+//! The store's error type.
+
+use im_proto::ErrorCode;
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique name is already used.
+    #[error("name is taken")]
+    NameTaken,
+    /// The row does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The change conflicts with the current state (already a member, request
+    /// no longer pending, ...).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The caller may not touch this row.
+    #[error("forbidden")]
+    Forbidden,
+    /// The database failed; its text is logged, never shown to clients.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// The client-facing code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            StoreError::NameTaken => ErrorCode::NameTaken,
+            StoreError::NotFound => ErrorCode::NotFound,
+            StoreError::Conflict(_) => ErrorCode::Conflict,
+            StoreError::Forbidden => ErrorCode::Forbidden,
+            StoreError::Database(_) | StoreError::Migrate(_) => ErrorCode::Internal,
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The single-node backend: a concurrent map from user to online devices.
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+
+use crate::{DeviceLocation, StatusError, UserId, UserStatus};
+
+/// In-process user status. Nothing expires: in one process a connector cannot
+/// die without the status map dying with it.
+#[derive(Debug, Default)]
+pub struct MemoryUserStatus {
+    devices: DashMap<UserId, Vec<DeviceLocation>>,
+}
+
+impl MemoryUserStatus {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl UserStatus for MemoryUserStatus {
+    async fn online(
+        &self,
+        user: UserId,
+        device: &str,
+        connector: &str,
+    ) -> Result<bool, StatusError> {
+        let mut entry = self.devices.entry(user).or_default();
+        let first = entry.is_empty();
+        entry.retain(|d| d.device != device);
+        entry.push(DeviceLocation {
+            device: device.to_owned(),
+            connector: connector.to_owned(),
+        });
+        Ok(first)
+    }
+
+    async fn offline(
+        &self,
+        user: UserId,
+        device: &str,
+        connector: &str,
+    ) -> Result<bool, StatusError> {
+        let now_empty = match self.devices.get_mut(&user) {
+            Some(mut entry) => {
+                entry.retain(|d| !(d.device == device && d.connector == connector));
+                entry.is_empty()
+            }
+            None => return Ok(false),
+        };
+        if now_empty {
+            // Only remove if still empty: a concurrent `online` may have refilled it.
+            let removed = self.devices.remove_if(&user, |_, v| v.is_empty()).is_some();
+            return Ok(removed);
+        }
+        Ok(false)
+    }
+
+    async fn lookup(&self, user: UserId) -> Result<Vec<DeviceLocation>, StatusError> {
+        Ok(self
+            .devices
+            .get(&user)
+            .map(|e| e.value().clone())
+            .unwrap_or_default())
+    }
+
+    async fn lookup_many(
+        &self,
+        users: &[UserId],
+    ) -> Result<Vec<Vec<DeviceLocation>>, StatusError> {
+        let mut out = Vec::with_capacity(users.len());
+        for user in users {
+            out.push(self.lookup(*user).await?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn first_device_online_and_last_device_offline_are_reported() {
+        let status = MemoryUserStatus::new();
+        assert!(status.online(1, "phone", "c1").await.unwrap());
+        assert!(!status.online(1, "laptop", "c1").await.unwrap());
+        assert_eq!(status.lookup(1).await.unwrap().len(), 2);
+        assert!(!status.offline(1, "phone", "c1").await.unwrap());
+        assert!(status.offline(1, "laptop", "c1").await.unwrap());
+        assert!(status.lookup(1).await.unwrap().is_empty());
+        assert!(!status.offline(1, "laptop", "c1").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_device_that_moved_connector_is_not_removed_by_the_old_one() {
+        let status = MemoryUserStatus::new();
+        status.online(1, "phone", "c1").await.unwrap();
+        status.online(1, "phone", "c2").await.unwrap();
+        assert!(!status.offline(1, "phone", "c1").await.unwrap());
+        let devices = status.lookup(1).await.unwrap();
+        assert_eq!(devices.len(), 1);
+        assert_eq!(devices[0].connector, "c2");
+    }
+
+    #[tokio::test]
+    async fn lookup_many_keeps_input_order() {
+        let status = MemoryUserStatus::new();
+        status.online(2, "a", "c1").await.unwrap();
+        let got = status.lookup_many(&[1, 2, 3]).await.unwrap();
+        assert_eq!(got.len(), 3);
+        assert!(got[0].is_empty() && got[2].is_empty());
+        assert_eq!(got[1][0].device, "a");
+    }
+}
