@@ -1,1 +1,36 @@
-//! placeholder
+//! Keeps long-lived client links.
+//!
+//! `server::run` accepts TCP links; each runs `link::serve`, which owns the
+//! socket and the link's two state machines (ACK window, reorder buffer) and
+//! feeds a `Session` (what the frames mean for one device: login, catch-up,
+//! sends, acks, pushes). The `Registry` is how the transfer reaches a session.
+
+mod config;
+mod link;
+mod registry;
+mod server;
+mod session;
+
+use std::sync::Arc;
+
+use im_store::Store;
+use im_transfer::TransferApi;
+use im_user_status::UserStatus;
+
+pub use config::ConnectorConfig;
+pub use registry::Registry;
+pub use server::run;
+
+/// What every link of a connector shares.
+pub struct Connector {
+    /// Tuning and limits.
+    pub config: ConnectorConfig,
+    /// Tokens, cursors, the offline queue and catch-up reads.
+    pub store: Arc<dyn Store>,
+    /// Where sends, acks and reads go.
+    pub transfer: Arc<dyn TransferApi>,
+    /// Where this connector records its devices.
+    pub status: Arc<dyn UserStatus>,
+    /// This connector's sessions, reachable by the transfer.
+    pub registry: Arc<Registry>,
+}

@@ -190,7 +190,9 @@ mod tests {
     fn ids_start_at_one_and_increase() {
         let mut w = window(8);
         let now = Instant::now();
-        let ids: Vec<u64> = (0..3).map(|n| w.send(body(n), n, now).unwrap().id).collect();
+        let ids: Vec<u64> = (0..3)
+            .map(|n| w.send(body(n), n, now).unwrap().id)
+            .collect();
         assert_eq!(ids, vec![1, 2, 3]);
         assert_eq!(w.last_sent_id(), 3);
     }

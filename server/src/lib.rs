@@ -1,1 +1,123 @@
-//! placeholder
+//! Composes the components into one process: the single-node default
+//! (SQLite file, in-process user status, in-process message log).
+
+mod config;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use im_connector::{Connector, Registry};
+use im_offline_worker::BatchingLog;
+use im_rest_api::AppState;
+use im_store::{SqliteStore, Store};
+use im_transfer::{Router, Transfer};
+use im_user_status::{MemoryUserStatus, UserStatus};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+/// A started server. Dropping it without `shutdown` leaves tasks running.
+pub struct RunningServer {
+    /// Where the REST API listens.
+    pub http_addr: SocketAddr,
+    /// Where client links connect.
+    pub link_addr: SocketAddr,
+    shutdown: CancellationToken,
+    links: JoinHandle<()>,
+    http: JoinHandle<std::io::Result<()>>,
+    log_writer: JoinHandle<()>,
+    connector: Arc<Connector>,
+    store: Arc<SqliteStore>,
+}
+
+/// Opens the store (creating the data directory and applying migrations),
+/// binds both listeners and starts serving.
+pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let db = config.data_dir.join("im.db");
+    let sqlite = Arc::new(
+        SqliteStore::open(&db)
+            .await
+            .with_context(|| format!("opening {}", db.display()))?,
+    );
+    let store: Arc<dyn Store> = sqlite.clone();
+    let status: Arc<dyn UserStatus> = Arc::new(MemoryUserStatus::new());
+    let connector_config = config.connector();
+    let registry = Arc::new(Registry::new(
+        connector_config.connector_id.clone(),
+        connector_config.push_queue,
+    ));
+    let router = Arc::new(Router::new(status.clone(), registry.clone()));
+    let (log, log_writer) = BatchingLog::start(store.clone(), router.clone(), 8192, 1024);
+    let transfer = Arc::new(Transfer::new(store.clone(), Arc::new(log), router.clone()));
+    let connector = Arc::new(Connector {
+        config: connector_config,
+        store: store.clone(),
+        transfer,
+        status: status.clone(),
+        registry,
+    });
+
+    let http_listener = TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("binding REST on {}", config.http_addr))?;
+    let link_listener = TcpListener::bind(config.link_addr)
+        .await
+        .with_context(|| format!("binding links on {}", config.link_addr))?;
+    let http_addr = http_listener.local_addr()?;
+    let link_addr = link_listener.local_addr()?;
+
+    let app = im_rest_api::app(AppState {
+        store,
+        status,
+        notifier: router,
+        files_dir: config.data_dir.join("files"),
+        max_upload_bytes: config.max_upload_bytes,
+    });
+    let shutdown = CancellationToken::new();
+    let http = tokio::spawn(std::future::IntoFuture::into_future(
+        axum::serve(http_listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()),
+    ));
+    let links = tokio::spawn(im_connector::run(
+        link_listener,
+        connector.clone(),
+        shutdown.clone(),
+    ));
+    tracing::info!(%http_addr, %link_addr, data_dir = %config.data_dir.display(), "serving");
+    Ok(RunningServer {
+        http_addr,
+        link_addr,
+        shutdown,
+        links,
+        http,
+        log_writer,
+        connector,
+        store: sqlite,
+    })
+}
+
+impl RunningServer {
+    /// Base URL of the REST API.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    /// Stops in order: stop accepting, let links finish their pending sends
+    /// and tell clients why they close, stop HTTP, drain the message log, and
+    /// close the store so the SQLite file is checkpointed and consistent.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.links.await;
+        let _ = self.http.await;
+        // The log writer ends when its last sender (held via the transfer) is
+        // gone and its queue is drained.
+        drop(self.connector);
+        let _ = self.log_writer.await;
+        self.store.close().await;
+        tracing::info!("stopped");
+    }
+}

@@ -380,3 +380,24 @@ pub struct DeviceCursor {
     /// The conversation's last seq.
     pub last_seq: u64,
 }
+
+/// What the store keeps of a login token: its SHA-256, hex-encoded, so a
+/// leaked database does not leak usable tokens.
+pub fn hash_token(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl OfflineRow {
+    /// The key that names this row among its user's rows.
+    pub fn key(&self) -> OfflineKey {
+        match &self.item {
+            OfflineItem::Message(m) => OfflineKey::Message(m.msg_id),
+            OfflineItem::Receipt(r) => OfflineKey::Receipt {
+                msg_id: r.msg_id,
+                kind: r.kind,
+                by_user: r.by_user,
+            },
+        }
+    }
+}

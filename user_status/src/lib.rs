@@ -32,8 +32,12 @@ pub enum StatusError {
 pub trait UserStatus: Send + Sync + 'static {
     /// Records that `device` of `user` is on `connector`. Returns true if this
     /// is the user's first online device (they just came online).
-    async fn online(&self, user: UserId, device: &str, connector: &str)
-        -> Result<bool, StatusError>;
+    async fn online(
+        &self,
+        user: UserId,
+        device: &str,
+        connector: &str,
+    ) -> Result<bool, StatusError>;
     /// Records that `device` left `connector` (ignored if the device has since
     /// moved to another connector). Returns true if the user has no device left.
     async fn offline(
@@ -45,8 +49,5 @@ pub trait UserStatus: Send + Sync + 'static {
     /// The online devices of `user`.
     async fn lookup(&self, user: UserId) -> Result<Vec<DeviceLocation>, StatusError>;
     /// The online devices of each of `users`, in the same order, in one round trip.
-    async fn lookup_many(
-        &self,
-        users: &[UserId],
-    ) -> Result<Vec<Vec<DeviceLocation>>, StatusError>;
+    async fn lookup_many(&self, users: &[UserId]) -> Result<Vec<Vec<DeviceLocation>>, StatusError>;
 }

@@ -66,10 +66,7 @@ impl UserStatus for MemoryUserStatus {
             .unwrap_or_default())
     }
 
-    async fn lookup_many(
-        &self,
-        users: &[UserId],
-    ) -> Result<Vec<Vec<DeviceLocation>>, StatusError> {
+    async fn lookup_many(&self, users: &[UserId]) -> Result<Vec<Vec<DeviceLocation>>, StatusError> {
         let mut out = Vec::with_capacity(users.len());
         for user in users {
             out.push(self.lookup(*user).await?);

@@ -1,0 +1,492 @@
+//! One client link: the socket, its ACK window and reorder buffer, and the
+//! loop that feeds a `Session`. Login comes first (with a timeout), then the
+//! catch-up, then live traffic.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, SinkExt, StreamExt};
+use im_proto::v1::{Error as WireError, LoginOk, Pong};
+use im_proto::{
+    Accepted, AckWindow, Body, CodecError, ErrorCode, Frame, FrameCodec, ReorderBuffer,
+};
+use im_store::{hash_token, now_ms, Appended, UserId};
+use im_transfer::TransferError;
+use tokio::net::TcpStream;
+use tokio::time::{sleep_until, timeout, Instant};
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::registry::Registration;
+use crate::session::{self, Delivery, Session};
+use crate::Connector;
+
+type Conn = Framed<TcpStream, FrameCodec>;
+type SendResult = (u64, String, Result<Appended, TransferError>);
+
+/// Why a link ends, and what the client is told.
+struct Close {
+    code: Option<ErrorCode>,
+    message: String,
+}
+
+impl Close {
+    fn quiet() -> Self {
+        Close {
+            code: None,
+            message: String::new(),
+        }
+    }
+
+    fn with(code: ErrorCode, message: impl Into<String>) -> Self {
+        Close {
+            code: Some(code),
+            message: message.into(),
+        }
+    }
+
+    fn codec(error: CodecError) -> Self {
+        match error {
+            CodecError::TooLarge { .. } => Close::with(ErrorCode::FrameTooLarge, error.to_string()),
+            CodecError::Malformed(_) => Close::with(ErrorCode::MalformedFrame, error.to_string()),
+            CodecError::Io(_) => Close::quiet(),
+        }
+    }
+}
+
+/// Serves one accepted TCP link until it closes.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<Connector>,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut conn = Framed::new(stream, FrameCodec::new(ctx.config.max_frame_bytes));
+    let (user, device, token_hash) = match login(&mut conn, &ctx).await {
+        Ok(who) => who,
+        Err(close) => {
+            send_fatal(&mut conn, close).await;
+            return;
+        }
+    };
+    let span = tracing::info_span!("link", %peer, user, device = %device,
+        connector = %ctx.registry.connector_id());
+    async move {
+        tracing::info!("logged in");
+        let registration = ctx.registry.register(user, &device);
+        let link_id = registration.link_id;
+        let mut link = Link::new(conn, ctx.clone(), Session::new(user, device, token_hash));
+        let close = link.run(registration, shutdown).await;
+        link.finish(close, link_id).await;
+    }
+    .instrument(span)
+    .await
+}
+
+/// Reads the first frame, which must be `Login` with id 1 and a live token.
+async fn login(conn: &mut Conn, ctx: &Connector) -> Result<(UserId, String, String), Close> {
+    let first = match timeout(ctx.config.login_timeout, conn.next()).await {
+        Err(_) => return Err(Close::with(ErrorCode::LoginTimeout, "no Login in time")),
+        Ok(None) => return Err(Close::quiet()),
+        Ok(Some(Err(e))) => return Err(Close::codec(e)),
+        Ok(Some(Ok(frame))) => frame,
+    };
+    let Some(Body::Login(login)) = first.body.filter(|_| first.id == 1) else {
+        return Err(Close::with(
+            ErrorCode::ProtocolViolation,
+            "the first frame must be Login with id 1",
+        ));
+    };
+    if login.device_id.is_empty() || login.device_id.len() > 64 {
+        return Err(Close::with(
+            ErrorCode::BadRequest,
+            "device_id must be 1 to 64 bytes",
+        ));
+    }
+    let token_hash = hash_token(&login.token);
+    match ctx.store.token_user(&token_hash).await {
+        Ok(Some(user)) => Ok((user, login.device_id, token_hash)),
+        Ok(None) => Err(Close::with(
+            ErrorCode::Unauthenticated,
+            "invalid or revoked token",
+        )),
+        Err(error) => {
+            tracing::error!(%error, "token check failed");
+            Err(Close::with(ErrorCode::Internal, "internal error"))
+        }
+    }
+}
+
+/// Writes a fatal error frame, best effort, then the link is dropped.
+async fn send_fatal(conn: &mut Conn, close: Close) {
+    if let Some(code) = close.code {
+        let frame = Frame::fatal(code, close.message);
+        let _ = timeout(Duration::from_secs(1), conn.send(&frame)).await;
+    }
+}
+
+struct Link {
+    conn: Conn,
+    ctx: Arc<Connector>,
+    session: Session,
+    window: AckWindow<Delivery>,
+    reorder: ReorderBuffer<Frame>,
+    /// Answers to the client's own frames (SENT, request errors); they go out
+    /// before catch-up and pushes.
+    responses: VecDeque<Body>,
+    pending: FuturesOrdered<BoxFuture<'static, SendResult>>,
+    last_seen: Instant,
+}
+
+impl Link {
+    fn new(conn: Conn, ctx: Arc<Connector>, session: Session) -> Self {
+        let window = AckWindow::new(ctx.config.ack);
+        let reorder = ReorderBuffer::new(ctx.config.reorder_capacity);
+        Link {
+            conn,
+            ctx,
+            session,
+            window,
+            reorder,
+            responses: VecDeque::new(),
+            pending: FuturesOrdered::new(),
+            last_seen: Instant::now(),
+        }
+    }
+
+    async fn run(&mut self, registration: Registration, shutdown: CancellationToken) -> Close {
+        let Registration {
+            mut pushes, kill, ..
+        } = registration;
+        // The Login frame is id 1 of the client's sequence.
+        let _ = self.reorder.accept(1, Frame::default());
+        if let Err(close) = self.start().await {
+            return close;
+        }
+        loop {
+            if let Err(close) = self.write_out().await {
+                return close;
+            }
+            let retransmit_at = self.window.next_deadline().map(Instant::from_std);
+            let idle_at = self.last_seen + self.ctx.config.idle_timeout;
+            let live = self.session.queue.is_empty() && !self.window.is_full();
+            let step = tokio::select! {
+                biased;
+                code = kill.killed() => Err(Close::with(code, kill_message(code))),
+                _ = shutdown.cancelled() => {
+                    self.drain_sends().await;
+                    Err(Close::with(ErrorCode::ShuttingDown, "server is shutting down"))
+                }
+                Some(done) = self.pending.next(), if !self.pending.is_empty() => {
+                    self.answer_send(done);
+                    Ok(())
+                }
+                frame = self.conn.next() => match frame {
+                    None => Err(Close::quiet()),
+                    Some(Err(e)) => Err(Close::codec(e)),
+                    Some(Ok(frame)) => self.on_frame(frame).await,
+                },
+                Some(push) = pushes.recv(), if live => {
+                    match self.session.on_push(self.ctx.store.as_ref(), push).await {
+                        Ok(None) => Ok(()),
+                        Ok(Some(code)) => Err(Close::with(code, kill_message(code))),
+                        Err(error) => {
+                            tracing::error!(%error, "push failed");
+                            Err(Close::with(ErrorCode::Internal, "internal error"))
+                        }
+                    }
+                }
+                _ = sleep_until(retransmit_at.unwrap_or(idle_at)), if retransmit_at.is_some() => {
+                    self.retransmit().await
+                }
+                _ = sleep_until(idle_at) => {
+                    Err(Close::with(ErrorCode::IdleTimeout, "nothing received for too long"))
+                }
+            };
+            if let Err(close) = step {
+                return close;
+            }
+        }
+    }
+
+    /// Acks the Login, records the device online, and queues LoginOk and the
+    /// catch-up.
+    async fn start(&mut self) -> Result<(), Close> {
+        let ctx = self.ctx.clone();
+        let (user, device) = (self.session.user, self.session.device.clone());
+        self.conn.feed(&Frame::ack(1)).await.map_err(Close::codec)?;
+        let internal = |error: &dyn std::fmt::Display| {
+            tracing::error!(%error, "login failed");
+            Close::with(ErrorCode::Internal, "internal error")
+        };
+        ctx.store
+            .register_device(user, &device)
+            .await
+            .map_err(|e| internal(&e))?;
+        let first = ctx
+            .status
+            .online(user, &device, ctx.registry.connector_id())
+            .await
+            .map_err(|e| internal(&e))?;
+        if first {
+            ctx.transfer.presence(user, true).await;
+        }
+        let ok = LoginOk {
+            user_id: user,
+            device_id: device,
+            server_time_ms: now_ms(),
+            heartbeat_interval_ms: ctx.config.heartbeat_interval.as_millis() as u32,
+            max_frame_bytes: ctx.config.max_frame_bytes as u32,
+        };
+        self.responses.push_back(Body::LoginOk(ok));
+        let (offline, synced) = self
+            .session
+            .catch_up(ctx.store.as_ref(), ctx.config.max_catch_up)
+            .await
+            .map_err(|e| internal(&e))?;
+        tracing::info!(offline, synced, "catch-up queued");
+        Ok(())
+    }
+
+    /// Moves queued frames into the ACK window while it has room, then
+    /// flushes once: one write per wakeup, not per frame.
+    async fn write_out(&mut self) -> Result<(), Close> {
+        let now = Instant::now().into_std();
+        while !self.window.is_full() {
+            let (body, delivery) = match self.responses.pop_front() {
+                Some(body) => (body, Delivery::Nothing),
+                None => match self.session.queue.pop_front() {
+                    Some(item) => item,
+                    None => break,
+                },
+            };
+            let frame = self
+                .window
+                .send(body, delivery, now)
+                .expect("window has room");
+            self.conn.feed(&frame).await.map_err(Close::codec)?;
+        }
+        self.flush().await
+    }
+
+    async fn flush(&mut self) -> Result<(), Close> {
+        // A client that stops reading must not pin this task forever.
+        match timeout(
+            self.ctx.config.idle_timeout,
+            SinkExt::<&Frame>::flush(&mut self.conn),
+        )
+        .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Close::codec(e)),
+            Err(_) => Err(Close::with(
+                ErrorCode::SlowConsumer,
+                "client is not reading",
+            )),
+        }
+    }
+
+    async fn on_frame(&mut self, frame: Frame) -> Result<(), Close> {
+        self.last_seen = Instant::now();
+        match frame.body {
+            Some(Body::Ack(ack)) if frame.id == 0 => {
+                let done = self.window.on_ack(ack.id);
+                let acked = self.session.acked(done);
+                self.report(acked).await;
+                return Ok(());
+            }
+            Some(Body::Ping(ping)) if frame.id == 0 => {
+                let pong = Frame::new(0, Body::Pong(Pong { nonce: ping.nonce }));
+                return self.conn.feed(&pong).await.map_err(Close::codec);
+            }
+            Some(Body::Pong(_)) if frame.id == 0 => return Ok(()),
+            _ if frame.id == 0 => {
+                return Err(Close::with(
+                    ErrorCode::ProtocolViolation,
+                    "only Ack, Ping and Pong may be unsequenced",
+                ));
+            }
+            _ => {}
+        }
+        // Too many sends waiting to become durable: leave this one unacked;
+        // the client will send it again.
+        let busy = self.pending.len() + self.responses.len() >= self.ctx.config.max_pending_sends;
+        if busy && matches!(frame.body, Some(Body::Send(_))) {
+            return Ok(());
+        }
+        match self.reorder.accept(frame.id, frame) {
+            Accepted::Duplicate => self.ack().await,
+            Accepted::Buffered | Accepted::Overflow => Ok(()),
+            Accepted::Ready(frames) => {
+                for frame in frames {
+                    self.process(frame).await;
+                }
+                self.ack().await
+            }
+        }
+    }
+
+    async fn ack(&mut self) -> Result<(), Close> {
+        let ack = Frame::ack(self.reorder.last_id());
+        self.conn.feed(&ack).await.map_err(Close::codec)
+    }
+
+    /// Acts on one in-order sequenced frame from the client.
+    async fn process(&mut self, frame: Frame) {
+        let (user, id) = (self.session.user, frame.id);
+        match frame.body {
+            Some(Body::Send(send)) => {
+                let client_msg_id = send.client_msg_id.clone();
+                let device = self.session.device.clone();
+                match self.ctx.transfer.submit(user, &device, send).await {
+                    Ok(pending) => self
+                        .pending
+                        .push_back(pending.map(move |r| (id, client_msg_id, r)).boxed()),
+                    Err(e) => self.answer_error(id, client_msg_id, e.code, e.message),
+                }
+            }
+            Some(Body::MarkRead(read)) => {
+                if let Err(e) = self
+                    .ctx
+                    .transfer
+                    .read(user, &read.conversation_id, read.seq)
+                    .await
+                {
+                    self.answer_error(id, String::new(), e.code, e.message);
+                }
+            }
+            None => self.answer_error(
+                id,
+                String::new(),
+                ErrorCode::UnknownMessageType,
+                "unknown message type",
+            ),
+            Some(_) => self.answer_error(
+                id,
+                String::new(),
+                ErrorCode::ProtocolViolation,
+                "this frame is not accepted from a client here",
+            ),
+        }
+    }
+
+    fn answer_send(&mut self, (id, client_msg_id, result): SendResult) {
+        match result {
+            Ok(appended) => self
+                .responses
+                .push_back(session::sent_receipt(&appended.message)),
+            Err(e) => self.answer_error(id, client_msg_id, e.code, e.message),
+        }
+    }
+
+    fn answer_error(
+        &mut self,
+        ref_id: u64,
+        client_msg_id: String,
+        code: ErrorCode,
+        message: impl Into<String>,
+    ) {
+        self.responses.push_back(Body::Error(WireError {
+            code: code as i32,
+            message: message.into(),
+            ref_id,
+            client_msg_id,
+            fatal: false,
+        }));
+    }
+
+    /// Reports acked messages and receipts; a failure only delays them (the
+    /// device's cursor is not moved, so it gets them again next login).
+    async fn report(&mut self, acked: session::Acked) {
+        let (user, device) = (self.session.user, self.session.device.as_str());
+        if !acked.messages.is_empty() {
+            if let Err(error) = self
+                .ctx
+                .transfer
+                .delivered(user, device, &acked.messages)
+                .await
+            {
+                tracing::warn!(%error, "recording delivery failed");
+            }
+        }
+        if !acked.receipts.is_empty() {
+            if let Err(error) = self
+                .ctx
+                .transfer
+                .receipts_delivered(user, &acked.receipts)
+                .await
+            {
+                tracing::warn!(%error, "recording receipt delivery failed");
+            }
+        }
+    }
+
+    async fn retransmit(&mut self) -> Result<(), Close> {
+        match self.window.poll_timeouts(Instant::now().into_std()) {
+            Ok(frames) => {
+                for frame in frames {
+                    self.conn.feed(&frame).await.map_err(Close::codec)?;
+                }
+                Ok(())
+            }
+            Err(e) => Err(Close::with(ErrorCode::RetryLimit, e.to_string())),
+        }
+    }
+
+    /// At shutdown: lets sends already accepted become durable and answers
+    /// them, within the drain timeout.
+    async fn drain_sends(&mut self) {
+        let deadline = Instant::now() + self.ctx.config.drain_timeout;
+        while let Ok(Some(done)) = tokio::time::timeout_at(deadline, self.pending.next()).await {
+            self.answer_send(done);
+        }
+        let _ = self.write_out().await;
+    }
+
+    /// Closes the link: tells the client why, then takes the device out of
+    /// user status and hands back what it never acked.
+    async fn finish(mut self, close: Close, link_id: u64) {
+        tracing::info!(code = ?close.code, reason = %close.message, "link closed");
+        send_fatal(&mut self.conn, close).await;
+        let ctx = self.ctx.clone();
+        let (user, device) = (self.session.user, self.session.device.clone());
+        if ctx.registry.deregister(user, link_id) {
+            match ctx
+                .status
+                .offline(user, &device, ctx.registry.connector_id())
+                .await
+            {
+                Ok(true) => ctx.transfer.presence(user, false).await,
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "status offline failed"),
+            }
+        }
+        // Unacked messages need nothing: the device's cursor did not move, so
+        // its next catch-up brings them. Pulled receipts go back to the queue.
+        let unacked = self.window.drain();
+        let rows = Session::unacked_rows(&unacked);
+        if !rows.is_empty() {
+            if let Err(error) = ctx.store.release_offline(&rows).await {
+                tracing::warn!(%error, "releasing offline rows failed");
+            }
+        }
+        let own = self.session.acked(Vec::new());
+        self.report(own).await;
+    }
+}
+
+fn kill_message(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::SlowConsumer => "device cannot keep up; reconnect to catch up",
+        ErrorCode::Conflict => "this device logged in on another link",
+        ErrorCode::TokenRevoked => "token was revoked",
+        ErrorCode::ShuttingDown => "server is shutting down",
+        _ => "link closed by server",
+    }
+}

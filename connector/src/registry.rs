@@ -1,0 +1,158 @@
+//! The sessions of this connector, by user and device, as the transfer
+//! reaches them.
+
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use im_proto::ErrorCode;
+use im_store::UserId;
+use im_transfer::{Connectors, Push};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How the registry ends a session: the reason, then the cancellation.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Kill {
+    token: CancellationToken,
+    code: Arc<AtomicI32>,
+}
+
+impl Kill {
+    /// Asks the session to close with `code`; the first reason wins.
+    pub(crate) fn kill(&self, code: ErrorCode) {
+        let _ = self
+            .code
+            .compare_exchange(0, code as i32, Ordering::SeqCst, Ordering::SeqCst);
+        self.token.cancel();
+    }
+
+    /// Resolves once the session was asked to close.
+    pub(crate) async fn killed(&self) -> ErrorCode {
+        self.token.cancelled().await;
+        ErrorCode::try_from(self.code.load(Ordering::SeqCst)).unwrap_or(ErrorCode::Internal)
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    link_id: u64,
+    device: String,
+    tx: mpsc::Sender<Push>,
+    kill: Kill,
+}
+
+/// The live sessions of one connector.
+#[derive(Debug)]
+pub struct Registry {
+    connector_id: String,
+    push_queue: usize,
+    next_link: AtomicU64,
+    users: DashMap<UserId, Vec<Entry>>,
+}
+
+/// A session's registration: its pushes and its kill switch.
+pub(crate) struct Registration {
+    pub(crate) link_id: u64,
+    pub(crate) pushes: mpsc::Receiver<Push>,
+    pub(crate) kill: Kill,
+}
+
+impl Registry {
+    /// An empty registry for connector `connector_id`, queueing at most
+    /// `push_queue` pushes per session.
+    pub fn new(connector_id: impl Into<String>, push_queue: usize) -> Self {
+        Registry {
+            connector_id: connector_id.into(),
+            push_queue: push_queue.max(1),
+            next_link: AtomicU64::new(1),
+            users: DashMap::new(),
+        }
+    }
+
+    /// This connector's id.
+    pub fn connector_id(&self) -> &str {
+        &self.connector_id
+    }
+
+    /// Sessions currently registered.
+    pub fn len(&self) -> usize {
+        self.users.iter().map(|e| e.value().len()).sum()
+    }
+
+    /// True when no session is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Registers a session for `device` of `user`. An older session of the
+    /// same device is closed: the device has reconnected.
+    pub(crate) fn register(&self, user: UserId, device: &str) -> Registration {
+        let link_id = self.next_link.fetch_add(1, Ordering::Relaxed);
+        let (tx, pushes) = mpsc::channel(self.push_queue);
+        let kill = Kill::default();
+        let mut entries = self.users.entry(user).or_default();
+        if let Some(old) = entries.iter().position(|e| e.device == device) {
+            let old = entries.swap_remove(old);
+            old.kill.kill(ErrorCode::Conflict);
+        }
+        entries.push(Entry {
+            link_id,
+            device: device.to_owned(),
+            tx,
+            kill: kill.clone(),
+        });
+        Registration {
+            link_id,
+            pushes,
+            kill,
+        }
+    }
+
+    /// Removes a session if it is still the registered one. Returns true if
+    /// it was (and so the device really went away from this connector).
+    pub(crate) fn deregister(&self, user: UserId, link_id: u64) -> bool {
+        let mut removed = false;
+        if let Some(mut entries) = self.users.get_mut(&user) {
+            let before = entries.len();
+            entries.retain(|e| e.link_id != link_id);
+            removed = entries.len() < before;
+        }
+        self.users.remove_if(&user, |_, v| v.is_empty());
+        removed
+    }
+
+    /// Closes every session with `code` (used at shutdown).
+    pub fn kill_all(&self, code: ErrorCode) {
+        for entry in self.users.iter() {
+            for e in entry.value() {
+                e.kill.kill(code);
+            }
+        }
+    }
+}
+
+impl Connectors for Registry {
+    fn push(&self, connector: &str, user: UserId, device: &str, push: Push) {
+        if connector != self.connector_id {
+            tracing::warn!(connector, "push for another connector dropped");
+            return;
+        }
+        let Some(entries) = self.users.get(&user) else {
+            return;
+        };
+        let Some(entry) = entries.iter().find(|e| e.device == device) else {
+            return;
+        };
+        match entry.tx.try_send(push) {
+            Ok(()) => {}
+            // The device cannot keep up: cut it off rather than grow memory or
+            // stall the router. What it missed comes with its next catch-up.
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(user, device, "slow consumer, closing link");
+                entry.kill.kill(ErrorCode::SlowConsumer);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}

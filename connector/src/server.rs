@@ -1,0 +1,55 @@
+//! The accept loop: caps links, backs off on accept errors, and on shutdown
+//! stops accepting and drains the links within a deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::{link, Connector};
+
+/// Accepts client links on `listener` until `shutdown` is cancelled, then
+/// waits (up to the drain timeout, plus a grace second) for links to close.
+pub async fn run(listener: TcpListener, ctx: Arc<Connector>, shutdown: CancellationToken) {
+    let tracker = TaskTracker::new();
+    let permits = Arc::new(Semaphore::new(ctx.config.max_links));
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(5);
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, "link limit reached, refusing");
+                    continue;
+                };
+                let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+                tracker.spawn(async move {
+                    link::serve(stream, peer, ctx, shutdown).await;
+                    drop(permit);
+                });
+            }
+            Err(error) => {
+                // Usually out of file descriptors: wait for links to close.
+                tracing::warn!(%error, ?backoff, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+    drop(listener);
+    tracker.close();
+    let grace = ctx.config.drain_timeout + Duration::from_secs(1);
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            links = tracker.len(),
+            "links still open after drain timeout"
+        );
+    }
+}

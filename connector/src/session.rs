@@ -1,0 +1,286 @@
+//! What a link means for one device: catch-up after login, pushes turned into
+//! frames in per-conversation order, and acks turned into deliveries. Knows
+//! nothing of sockets: the link task feeds it and writes what it queues.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use im_proto::v1::{self, ChatMessage, ContentType, Receipt, ReceiptKind as WireKind, SyncDone};
+use im_proto::{Body, ErrorCode};
+use im_store::{
+    DeliveredMessage, OfflineItem, OfflineKey, ReceiptKind, ReceiptRecord, Store, StoreResult,
+    StoredMessage, UserId,
+};
+use im_transfer::Push;
+
+/// What a frame sent to the device carried, so its ack can be acted on.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Delivery {
+    /// A chat message: its ack moves the cursor and yields DELIVERED.
+    Message(DeliveredMessage),
+    /// A receipt pushed live: its ack claims the offline row by key.
+    LiveReceipt(OfflineKey),
+    /// A receipt from the offline pull (already claimed): released if unacked.
+    PulledReceipt(u64),
+    /// Anything else.
+    Nothing,
+}
+
+/// What the acks of a batch of frames mean.
+#[derive(Debug, Default)]
+pub(crate) struct Acked {
+    pub(crate) messages: Vec<DeliveredMessage>,
+    pub(crate) receipts: Vec<OfflineKey>,
+}
+
+/// The state of one logged-in device.
+pub(crate) struct Session {
+    pub(crate) user: UserId,
+    pub(crate) device: String,
+    pub(crate) token_hash: String,
+    /// Per conversation, the highest seq queued to this device (or known to
+    /// be on it): anything at or below is not pushed again.
+    sent: HashMap<String, u64>,
+    /// Frames waiting for room in the ACK window, in order.
+    pub(crate) queue: VecDeque<(Body, Delivery)>,
+    /// This device's own messages: nothing to push, but its cursor moves.
+    pub(crate) own: Vec<DeliveredMessage>,
+}
+
+impl Session {
+    pub(crate) fn new(user: UserId, device: String, token_hash: String) -> Self {
+        Session {
+            user,
+            device,
+            token_hash,
+            sent: HashMap::new(),
+            queue: VecDeque::new(),
+            own: Vec::new(),
+        }
+    }
+
+    /// Queues the catch-up: every message this device has not acked (its
+    /// cursor sync, which covers the offline rows it claims), the receipts
+    /// waiting for the user, then `SyncDone`. Returns (offline, synced) counts.
+    pub(crate) async fn catch_up(
+        &mut self,
+        store: &dyn Store,
+        max: usize,
+    ) -> StoreResult<(u32, u32)> {
+        // Claim first: each offline row goes to exactly one pull.
+        let rows = im_offline_worker::pull(store, self.user, max).await?;
+        let cursors = store.device_cursors(self.user, &self.device).await?;
+        let mut messages: BTreeMap<(String, u64), StoredMessage> = BTreeMap::new();
+        for c in &cursors {
+            self.sent.insert(c.conversation_id.clone(), c.cursor);
+            let mut after = c.cursor;
+            while after < c.last_seq && messages.len() < max {
+                let page = store.messages_after(&c.conversation_id, after, 500).await?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                for m in page {
+                    messages.insert((m.conversation_id.clone(), m.seq), m);
+                }
+            }
+        }
+        let mut offline = 0;
+        let mut receipts = Vec::new();
+        for row in rows {
+            match row.item {
+                OfflineItem::Message(m) => {
+                    offline += 1;
+                    // Normally already in the cursor sync; kept for conversations
+                    // the user is no longer a member of.
+                    let cursor = self.sent.get(&m.conversation_id).copied().unwrap_or(0);
+                    if m.seq > cursor {
+                        messages.insert((m.conversation_id.clone(), m.seq), m);
+                    }
+                }
+                OfflineItem::Receipt(r) => receipts.push((r, row.id)),
+            }
+        }
+        let synced = messages.len() as u32;
+        for m in messages.into_values() {
+            self.queue_message(&m, true);
+        }
+        for (r, row) in receipts {
+            self.queue
+                .push_back((receipt_body(&r), Delivery::PulledReceipt(row)));
+        }
+        let done = SyncDone {
+            offline_count: offline,
+            synced_count: synced,
+        };
+        self.queue
+            .push_back((Body::SyncDone(done), Delivery::Nothing));
+        Ok((offline, synced))
+    }
+
+    /// Turns a push from the transfer into queued frames. A message ahead of
+    /// this device's cursor first pulls the missing ones from the store, so
+    /// the device sees every conversation in seq order. Returns a code if the
+    /// session must close.
+    pub(crate) async fn on_push(
+        &mut self,
+        store: &dyn Store,
+        push: Push,
+    ) -> StoreResult<Option<ErrorCode>> {
+        match push {
+            Push::Message {
+                message,
+                origin_device,
+            } => {
+                let conv = message.conversation_id.as_str();
+                let cursor = match self.sent.get(conv) {
+                    Some(c) => *c,
+                    None => self.load_cursor(store, conv, message.seq).await?,
+                };
+                if message.seq <= cursor {
+                    return Ok(None);
+                }
+                if message.seq > cursor + 1 {
+                    let missing = (message.seq - cursor - 1).min(u32::MAX as u64) as u32;
+                    for m in store.messages_after(conv, cursor, missing).await? {
+                        if m.seq < message.seq {
+                            self.queue_message(&m, false);
+                        }
+                    }
+                }
+                if message.from_user == self.user && *origin_device == *self.device {
+                    self.sent.insert(conv.to_owned(), message.seq);
+                    self.own.push(delivered(&message));
+                } else {
+                    self.queue_message(&message, false);
+                }
+            }
+            Push::Receipt(r) => {
+                let key = OfflineKey::Receipt {
+                    msg_id: r.msg_id,
+                    kind: r.kind,
+                    by_user: r.by_user,
+                };
+                self.queue
+                    .push_back((receipt_body(&r), Delivery::LiveReceipt(key)));
+            }
+            Push::Event(event) => self.queue.push_back(((*event).clone(), Delivery::Nothing)),
+            Push::Revoke { token_hash } => {
+                if *token_hash == *self.token_hash {
+                    return Ok(Some(ErrorCode::TokenRevoked));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// A conversation this session has no cursor for (it started after
+    /// login): its start from the store, or just before `seq` if the user is
+    /// not a member of it.
+    async fn load_cursor(&mut self, store: &dyn Store, conv: &str, seq: u64) -> StoreResult<u64> {
+        let cursors = store.device_cursors(self.user, &self.device).await?;
+        let cursor = cursors
+            .iter()
+            .find(|c| c.conversation_id == conv)
+            .map(|c| c.cursor)
+            .unwrap_or(seq.saturating_sub(1));
+        self.sent.insert(conv.to_owned(), cursor);
+        Ok(cursor)
+    }
+
+    fn queue_message(&mut self, m: &StoredMessage, offline: bool) {
+        let sent = self.sent.entry(m.conversation_id.clone()).or_insert(0);
+        if m.seq <= *sent {
+            return;
+        }
+        *sent = m.seq;
+        self.queue.push_back((
+            Body::Message(chat_message(m, offline)),
+            Delivery::Message(delivered(m)),
+        ));
+    }
+
+    /// Sorts what the device acked into deliveries and receipt claims.
+    pub(crate) fn acked(&mut self, deliveries: Vec<Delivery>) -> Acked {
+        let mut acked = Acked {
+            messages: std::mem::take(&mut self.own),
+            receipts: Vec::new(),
+        };
+        for d in deliveries {
+            match d {
+                Delivery::Message(m) => acked.messages.push(m),
+                Delivery::LiveReceipt(key) => acked.receipts.push(key),
+                Delivery::PulledReceipt(_) | Delivery::Nothing => {}
+            }
+        }
+        acked
+    }
+
+    /// The pulled receipts never acked, whose offline rows must be released.
+    pub(crate) fn unacked_rows(unacked: &[Delivery]) -> Vec<u64> {
+        unacked
+            .iter()
+            .filter_map(|d| match d {
+                Delivery::PulledReceipt(row) => Some(*row),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn delivered(m: &StoredMessage) -> DeliveredMessage {
+    DeliveredMessage {
+        msg_id: m.msg_id,
+        conversation_id: m.conversation_id.clone(),
+        seq: m.seq,
+    }
+}
+
+/// The wire form of a stored message.
+pub(crate) fn chat_message(m: &StoredMessage, offline: bool) -> ChatMessage {
+    ChatMessage {
+        msg_id: m.msg_id,
+        conversation_id: m.conversation_id.clone(),
+        seq: m.seq,
+        from_user: m.from_user,
+        to_user: m.to_user,
+        to_group: m.to_group,
+        client_msg_id: m.client_msg_id.clone(),
+        content_type: ContentType::try_from(m.content_type).unwrap_or(ContentType::Text) as i32,
+        text: m.text.clone(),
+        file: m.file.as_ref().map(|f| v1::FileRef {
+            file_id: f.file_id.clone(),
+            name: f.name.clone(),
+            mime: f.mime.clone(),
+            size: f.size,
+        }),
+        sent_at_ms: m.sent_at_ms,
+        offline,
+    }
+}
+
+fn receipt_body(r: &ReceiptRecord) -> Body {
+    let kind = match r.kind {
+        ReceiptKind::Delivered => WireKind::Delivered,
+        ReceiptKind::Read => WireKind::Read,
+    };
+    Body::Receipt(Receipt {
+        kind: kind as i32,
+        msg_id: r.msg_id,
+        conversation_id: r.conversation_id.clone(),
+        seq: r.seq,
+        client_msg_id: r.client_msg_id.clone(),
+        by_user: r.by_user,
+        at_ms: r.at_ms,
+    })
+}
+
+/// The SENT receipt answering a send.
+pub(crate) fn sent_receipt(m: &StoredMessage) -> Body {
+    Body::Receipt(Receipt {
+        kind: WireKind::Sent as i32,
+        msg_id: m.msg_id,
+        conversation_id: m.conversation_id.clone(),
+        seq: m.seq,
+        client_msg_id: m.client_msg_id.clone(),
+        by_user: 0,
+        at_ms: m.sent_at_ms,
+    })
+}

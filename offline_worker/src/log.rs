@@ -1,0 +1,137 @@
+//! The in-process message log: bounded queue, one writer, group commit.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use im_store::{Appended, NewMessage, Store, UserId};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// A message on its way into the log, with where it came from.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The message to store.
+    pub message: NewMessage,
+    /// The sending device, so its own copy is not pushed back to it.
+    pub origin_device: String,
+}
+
+/// A message the log has made durable.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The sender.
+    pub from_user: UserId,
+    /// The sending device.
+    pub origin_device: String,
+    /// Users who receive it (not the sender).
+    pub recipients: Vec<UserId>,
+    /// The stored message; `duplicate` if it had been stored before.
+    pub appended: Appended,
+}
+
+/// Why a message could not be logged.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LogError {
+    /// The log is shutting down and takes no more messages.
+    #[error("message log is closed")]
+    Closed,
+    /// The store failed to commit the batch.
+    #[error("store failed: {0}")]
+    Store(String),
+}
+
+/// Resolves when the submitted message is durable.
+pub type Pending = oneshot::Receiver<Result<Appended, LogError>>;
+
+/// Hears about every committed batch, in commit order, before the senders
+/// are told their messages are durable.
+#[async_trait]
+pub trait CommitListener: Send + Sync + 'static {
+    /// Called once per committed batch, duplicates included.
+    async fn committed(&self, batch: &[Committed]);
+}
+
+/// Where messages become durable.
+#[async_trait]
+pub trait MessageLog: Send + Sync + 'static {
+    /// Queues a message. Returns once it is queued (so calls from one task
+    /// keep their order); the returned receiver resolves when it is durable.
+    async fn submit(&self, submission: Submission) -> Result<Pending, LogError>;
+}
+
+type Request = (Submission, oneshot::Sender<Result<Appended, LogError>>);
+
+/// The single-node log: a bounded queue drained by one writer task that
+/// appends everything waiting (up to `max_batch`) in one store transaction.
+#[derive(Debug, Clone)]
+pub struct BatchingLog {
+    tx: mpsc::Sender<Request>,
+}
+
+impl BatchingLog {
+    /// Starts the writer. It ends once every `BatchingLog` clone is dropped
+    /// and the queue is drained, so awaiting the handle after dropping them
+    /// is a clean shutdown.
+    pub fn start(
+        store: Arc<dyn Store>,
+        listener: Arc<dyn CommitListener>,
+        queue_capacity: usize,
+        max_batch: usize,
+    ) -> (BatchingLog, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(queue_capacity.max(1));
+        let writer = tokio::spawn(write_batches(store, listener, rx, max_batch.max(1)));
+        (BatchingLog { tx }, writer)
+    }
+}
+
+#[async_trait]
+impl MessageLog for BatchingLog {
+    async fn submit(&self, submission: Submission) -> Result<Pending, LogError> {
+        let (done, pending) = oneshot::channel();
+        self.tx
+            .send((submission, done))
+            .await
+            .map_err(|_| LogError::Closed)?;
+        Ok(pending)
+    }
+}
+
+async fn write_batches(
+    store: Arc<dyn Store>,
+    listener: Arc<dyn CommitListener>,
+    mut rx: mpsc::Receiver<Request>,
+    max_batch: usize,
+) {
+    let mut requests = Vec::with_capacity(max_batch);
+    // One wakeup takes everything already queued: under load batches grow and
+    // the cost of a commit (an fsync) is shared by many messages.
+    while rx.recv_many(&mut requests, max_batch).await > 0 {
+        let messages: Vec<NewMessage> = requests.iter().map(|(s, _)| s.message.clone()).collect();
+        match store.append_messages(&messages).await {
+            Ok(appended) => {
+                let committed: Vec<Committed> = requests
+                    .iter()
+                    .zip(appended)
+                    .map(|((s, _), appended)| Committed {
+                        from_user: s.message.from_user,
+                        origin_device: s.origin_device.clone(),
+                        recipients: s.message.recipients.clone(),
+                        appended,
+                    })
+                    .collect();
+                listener.committed(&committed).await;
+                for ((_, done), c) in requests.drain(..).zip(committed) {
+                    let _ = done.send(Ok(c.appended));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, batch = requests.len(), "append failed");
+                let error = LogError::Store(error.to_string());
+                for (_, done) in requests.drain(..) {
+                    let _ = done.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+    tracing::debug!("message log drained");
+}

@@ -1,0 +1,293 @@
+//! Test harness: a real server in-process on port 0 with its own data
+//! directory, plus raw-protocol helpers for tests that hand-craft frames.
+#![allow(dead_code, missing_docs)]
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use im_proto::v1::{Login, SendMessage};
+use im_proto::{Body, ErrorCode, Frame, FrameCodec};
+use im_server::{Config, RunningServer};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+pub type Raw = Framed<TcpStream, FrameCodec>;
+
+/// Longest any single expected event may take before a test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct Harness {
+    pub server: Option<RunningServer>,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: u64,
+    pub name: String,
+    pub token: String,
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Harness::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tune: impl FnOnce(&mut Config)) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(
+            dir.path().to_path_buf(),
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        );
+        tune(&mut config);
+        let server = im_server::start(config).await.unwrap();
+        Harness {
+            server: Some(server),
+            dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn server(&self) -> &RunningServer {
+        self.server.as_ref().unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.server().http_url(), path)
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+    }
+
+    /// Registers and logs in `name` over REST.
+    pub async fn user(&self, name: &str) -> TestUser {
+        let password = format!("{name}-password");
+        let body = json!({"name": name, "password": password});
+        let res = self
+            .http
+            .post(self.url("/v1/accounts"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            201,
+            "register {name}: {}",
+            res.text().await.unwrap()
+        );
+        let res = self
+            .http
+            .post(self.url("/v1/sessions"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let v: Value = res.json().await.unwrap();
+        TestUser {
+            id: v["user"]["id"].as_u64().unwrap(),
+            name: name.to_owned(),
+            token: v["token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// An authenticated REST call; returns (status, JSON body or Null).
+    pub async fn call(
+        &self,
+        user: &TestUser,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(&user.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Makes `a` and `b` friends through the REST API.
+    pub async fn befriend(&self, a: &TestUser, b: &TestUser) {
+        let (status, req) = self
+            .call(
+                a,
+                reqwest::Method::POST,
+                "/v1/friend-requests",
+                Some(json!({"to": b.name, "note": "hi"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{req}");
+        let id = req["id"].as_u64().unwrap();
+        let (status, _) = self
+            .call(
+                b,
+                reqwest::Method::POST,
+                &format!("/v1/friend-requests/{id}/accept"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+
+    /// Creates a group owned by `owner` that every one of `members` joins.
+    pub async fn group(&self, owner: &TestUser, members: &[&TestUser]) -> u64 {
+        let (status, g) = self
+            .call(
+                owner,
+                reqwest::Method::POST,
+                "/v1/groups",
+                Some(json!({"name": "team"})),
+            )
+            .await;
+        assert_eq!(status, 201);
+        let id = g["id"].as_u64().unwrap();
+        for m in members {
+            let (status, _) = self
+                .call(
+                    m,
+                    reqwest::Method::POST,
+                    &format!("/v1/groups/{id}/join"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 204);
+        }
+        id
+    }
+
+    /// A raw framed TCP connection to the link port.
+    pub async fn raw(&self) -> Raw {
+        let stream = TcpStream::connect(self.server().link_addr).await.unwrap();
+        Framed::new(stream, FrameCodec::default())
+    }
+
+    /// A raw link logged in as `user` on `device`, with the catch-up read up
+    /// to `SyncDone` (and acked). Returns the link and the frames before it.
+    pub async fn raw_login(&self, user: &TestUser, device: &str) -> (Raw, Vec<Frame>) {
+        let mut raw = self.raw().await;
+        raw.send(login_frame(&user.token, device)).await.unwrap();
+        let mut catch_up = Vec::new();
+        loop {
+            let frame = next(&mut raw).await;
+            match &frame.body {
+                Some(Body::Ack(_)) => {}
+                Some(Body::SyncDone(_)) => {
+                    raw.send(Frame::ack(frame.id)).await.unwrap();
+                    return (raw, catch_up);
+                }
+                Some(Body::Error(e)) => panic!("login failed: {e:?}"),
+                _ => catch_up.push(frame),
+            }
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if self.server.is_some() {
+            // Tests normally call stop(); a panicking test still must not leave
+            // a listener behind in this process.
+            if let Some(server) = self.server.take() {
+                if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                    handle.spawn(server.shutdown());
+                }
+            }
+        }
+    }
+}
+
+pub fn login_frame(token: &str, device: &str) -> Frame {
+    Frame::new(
+        1,
+        Body::Login(Login {
+            token: token.to_owned(),
+            device_id: device.to_owned(),
+        }),
+    )
+}
+
+pub fn text_to(id: u64, to_user: u64, text: &str) -> Frame {
+    Frame::new(
+        id,
+        Body::Send(SendMessage {
+            client_msg_id: uuid::Uuid::new_v4().to_string(),
+            to_user,
+            content_type: im_proto::v1::ContentType::Text as i32,
+            text: text.to_owned(),
+            ..Default::default()
+        }),
+    )
+}
+
+/// The next frame, failing the test if none comes in time or the link breaks.
+pub async fn next(raw: &mut Raw) -> Frame {
+    match tokio::time::timeout(WAIT, raw.next()).await {
+        Ok(Some(Ok(frame))) => frame,
+        other => panic!("expected a frame, got {other:?}"),
+    }
+}
+
+/// The next frame that is not an Ack, acking it if it is sequenced.
+pub async fn next_body(raw: &mut Raw) -> Frame {
+    loop {
+        let frame = next(raw).await;
+        if matches!(frame.body, Some(Body::Ack(_))) {
+            continue;
+        }
+        if frame.is_sequenced() {
+            raw.send(Frame::ack(frame.id)).await.unwrap();
+        }
+        return frame;
+    }
+}
+
+/// Reads until the fatal error that ends the link; returns its code, and
+/// checks the link is then closed.
+pub async fn fatal(raw: &mut Raw) -> ErrorCode {
+    loop {
+        let frame = next(raw).await;
+        if let Some(Body::Error(e)) = frame.body {
+            if e.fatal {
+                assert_eq!(frame.id, 0, "fatal errors are unsequenced");
+                let end = tokio::time::timeout(WAIT, raw.next())
+                    .await
+                    .expect("link not closed");
+                assert!(
+                    matches!(end, None | Some(Err(_))),
+                    "frame after fatal error: {end:?}"
+                );
+                return ErrorCode::try_from(e.code).unwrap();
+            }
+        }
+    }
+}
+
+/// Asserts the link is still served: a Ping gets its Pong.
+pub async fn assert_alive(raw: &mut Raw) {
+    raw.send(Frame::new(0, Body::Ping(im_proto::v1::Ping { nonce: 77 })))
+        .await
+        .unwrap();
+    loop {
+        let frame = next(raw).await;
+        if let Some(Body::Pong(p)) = frame.body {
+            assert_eq!(p.nonce, 77);
+            return;
+        }
+        if frame.is_sequenced() {
+            raw.send(Frame::ack(frame.id)).await.unwrap();
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! `sqlx::migrate!` embeds `../sql/sqlite` at compile time; rebuild when a
+//! migration is added or changed.
+
+fn main() {
+    println!("cargo:rerun-if-changed=../sql/sqlite");
+}

@@ -1,0 +1,289 @@
+//! The SQLite backend: one database file in WAL mode.
+//!
+//! Two pools share the file. Every write goes through `writer`, a pool of one
+//! connection. SQLite allows one writer at a time anyway; with several write
+//! connections, two transactions that both read and then try to write can only
+//! be untangled by failing one (`SQLITE_BUSY`, which the busy timeout does not
+//! wait out), and the others poll the file lock. One connection turns writers
+//! into a plain async queue in front of it. Reads go through `reader`, a few
+//! read-only connections that WAL lets run beside the writer, each statement
+//! seeing the last commit.
+
+mod accounts;
+mod devices;
+mod friends;
+mod groups;
+mod messages;
+mod offline;
+mod receipts;
+mod rows;
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+
+use crate::types::*;
+use crate::{Store, StoreError, StoreResult};
+
+static MIGRATOR: Migrator = sqlx::migrate!("../sql/sqlite");
+
+/// How long a statement waits for a lock held by another connection.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read-only connections: enough for REST reads beside the offline pulls.
+const READERS: u32 = 4;
+
+/// The single-node [`Store`]: one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens the database at `path`, creating it (and its directory) if
+    /// missing, and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+
+        // FULL syncs the WAL on every commit: a SENT receipt promises the
+        // message survives a power cut, not only a crash of this process.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(
+                options
+                    .clone()
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full),
+            )
+            .await?;
+        MIGRATOR.run(&writer).await?;
+
+        // Opened after the writer has made the file and switched it to WAL
+        // (a lasting property of the file, so readers need not set it).
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(options.read_only(true))
+            .await?;
+
+        tracing::info!(path = %path.display(), "sqlite store open");
+        Ok(SqliteStore { writer, reader })
+    }
+
+    /// Closes both pools, waiting for calls in progress to finish.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+/// Starts a write transaction. IMMEDIATE takes the write lock at BEGIN rather
+/// than at the first write, so a transaction never has to upgrade a read lock
+/// (the one wait SQLite cannot resolve), even with another process on the file.
+async fn begin_write(writer: &SqlitePool) -> sqlx::Result<Transaction<'static, Sqlite>> {
+    writer.begin_with("BEGIN IMMEDIATE").await
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_user(&self, name: &str, password_hash: &str) -> StoreResult<User> {
+        accounts::create_user(&self.writer, name, password_hash).await
+    }
+
+    async fn user_by_name(&self, name: &str) -> StoreResult<Option<(User, String)>> {
+        accounts::user_by_name(&self.reader, name).await
+    }
+
+    async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
+        accounts::user(&self.reader, id).await
+    }
+
+    async fn create_token(&self, user: UserId, token_hash: &str) -> StoreResult<()> {
+        accounts::create_token(&self.writer, user, token_hash).await
+    }
+
+    async fn token_user(&self, token_hash: &str) -> StoreResult<Option<UserId>> {
+        accounts::token_user(&self.reader, token_hash).await
+    }
+
+    async fn revoke_token(&self, token_hash: &str) -> StoreResult<bool> {
+        accounts::revoke_token(&self.writer, token_hash).await
+    }
+
+    async fn create_friend_request(
+        &self,
+        from: UserId,
+        to: UserId,
+        note: &str,
+    ) -> StoreResult<FriendRequest> {
+        friends::create_request(&self.writer, from, to, note).await
+    }
+
+    async fn friend_request(&self, id: u64) -> StoreResult<Option<FriendRequest>> {
+        friends::request(&self.reader, id).await
+    }
+
+    async fn pending_friend_requests(&self, user: UserId) -> StoreResult<Vec<FriendRequest>> {
+        friends::pending_requests(&self.reader, user).await
+    }
+
+    async fn resolve_friend_request(&self, id: u64, accept: bool) -> StoreResult<FriendRequest> {
+        friends::resolve_request(&self.writer, id, accept).await
+    }
+
+    async fn friends(&self, user: UserId) -> StoreResult<Vec<Friend>> {
+        friends::friends(&self.reader, user).await
+    }
+
+    async fn are_friends(&self, a: UserId, b: UserId) -> StoreResult<bool> {
+        friends::are_friends(&self.reader, a, b).await
+    }
+
+    async fn remove_friend(&self, user: UserId, friend: UserId) -> StoreResult<bool> {
+        friends::remove_friend(&self.writer, user, friend).await
+    }
+
+    async fn set_remark(
+        &self,
+        user: UserId,
+        friend: UserId,
+        remark: Option<&str>,
+    ) -> StoreResult<bool> {
+        friends::set_remark(&self.writer, user, friend, remark).await
+    }
+
+    async fn create_group(&self, creator: UserId, name: &str) -> StoreResult<Group> {
+        groups::create_group(&self.writer, creator, name).await
+    }
+
+    async fn group(&self, id: GroupId) -> StoreResult<Option<Group>> {
+        groups::group(&self.reader, id).await
+    }
+
+    async fn group_members(&self, id: GroupId) -> StoreResult<Vec<GroupMember>> {
+        groups::members(&self.reader, id).await
+    }
+
+    async fn group_member_ids(&self, id: GroupId) -> StoreResult<Vec<UserId>> {
+        groups::member_ids(&self.reader, id).await
+    }
+
+    async fn member_role(&self, group: GroupId, user: UserId) -> StoreResult<Option<Role>> {
+        groups::member_role(&self.reader, group, user).await
+    }
+
+    async fn add_member(&self, group: GroupId, user: UserId, role: Role) -> StoreResult<()> {
+        groups::add_member(&self.writer, group, user, role).await
+    }
+
+    async fn remove_member(&self, group: GroupId, user: UserId) -> StoreResult<bool> {
+        groups::remove_member(&self.writer, group, user).await
+    }
+
+    async fn set_role(&self, group: GroupId, user: UserId, role: Role) -> StoreResult<bool> {
+        groups::set_role(&self.writer, group, user, role).await
+    }
+
+    async fn dissolve_group(&self, group: GroupId) -> StoreResult<Vec<UserId>> {
+        groups::dissolve(&self.writer, group).await
+    }
+
+    async fn groups_of(&self, user: UserId) -> StoreResult<Vec<Group>> {
+        groups::groups_of(&self.reader, user).await
+    }
+
+    async fn create_file(&self, file: &FileRecord) -> StoreResult<()> {
+        accounts::create_file(&self.writer, file).await
+    }
+
+    async fn file(&self, id: &str) -> StoreResult<Option<FileRecord>> {
+        accounts::file(&self.reader, id).await
+    }
+
+    async fn append_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<Appended>> {
+        messages::append(&self.writer, batch).await
+    }
+
+    async fn messages_after(
+        &self,
+        conversation: &str,
+        after_seq: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        messages::after(&self.reader, conversation, after_seq, limit).await
+    }
+
+    async fn history(
+        &self,
+        user: UserId,
+        conversation: &str,
+        before_seq: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        messages::history(&self.reader, user, conversation, before_seq, limit).await
+    }
+
+    async fn conversations(&self, user: UserId) -> StoreResult<Vec<ConversationSummary>> {
+        messages::conversations(&self.reader, user).await
+    }
+
+    async fn offline_unread(&self, user: UserId, limit: u32) -> StoreResult<Vec<OfflineRow>> {
+        offline::unread(&self.reader, user, limit).await
+    }
+
+    async fn claim_offline(&self, row_id: u64) -> StoreResult<bool> {
+        offline::claim(&self.writer, row_id).await
+    }
+
+    async fn claim_offline_keys(
+        &self,
+        user: UserId,
+        keys: &[OfflineKey],
+    ) -> StoreResult<Vec<OfflineKey>> {
+        offline::claim_keys(&self.writer, user, keys).await
+    }
+
+    async fn register_device(&self, user: UserId, device: &str) -> StoreResult<bool> {
+        devices::register(&self.writer, user, device).await
+    }
+
+    async fn device_cursors(&self, user: UserId, device: &str) -> StoreResult<Vec<DeviceCursor>> {
+        devices::cursors(&self.reader, user, device).await
+    }
+
+    async fn release_offline(&self, row_ids: &[u64]) -> StoreResult<()> {
+        offline::release(&self.writer, row_ids).await
+    }
+
+    async fn mark_delivered(
+        &self,
+        user: UserId,
+        device: &str,
+        messages: &[DeliveredMessage],
+    ) -> StoreResult<Vec<ReceiptRecord>> {
+        receipts::mark_delivered(&self.writer, user, device, messages).await
+    }
+
+    async fn mark_read(
+        &self,
+        user: UserId,
+        conversation: &str,
+        seq: u64,
+    ) -> StoreResult<Vec<ReceiptRecord>> {
+        receipts::mark_read(&self.writer, user, conversation, seq).await
+    }
+}

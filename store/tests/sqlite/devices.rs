@@ -1,0 +1,103 @@
+use im_store::{direct_conversation, group_conversation, DeviceCursor, Role, Store, Target};
+
+use crate::{ack, open};
+
+#[tokio::test]
+async fn a_new_device_starts_at_the_last_seq() {
+    let db = open().await;
+    let alice = db.new_user("alice").await;
+    let bob = db.new_user("bob").await;
+    db.befriend(alice, bob).await;
+    for id in ["m1", "m2"] {
+        db.send(alice, Target::User(bob), id, &[bob]).await;
+    }
+    let conversation = direct_conversation(alice, bob);
+
+    assert!(db.register_device(bob, "phone").await.unwrap());
+    assert!(!db.register_device(bob, "phone").await.unwrap());
+    let cursors = db.device_cursors(bob, "phone").await.unwrap();
+    assert_eq!(
+        cursors,
+        [DeviceCursor {
+            conversation_id: conversation.clone(),
+            cursor: 2,
+            last_seq: 2
+        }]
+    );
+
+    // Registering again does not move a cursor that has fallen behind.
+    db.send(alice, Target::User(bob), "m3", &[bob]).await;
+    assert!(!db.register_device(bob, "phone").await.unwrap());
+    assert_eq!(db.device_cursors(bob, "phone").await.unwrap()[0].cursor, 2);
+    // The same device id of another user is another device.
+    assert!(db.register_device(alice, "phone").await.unwrap());
+    assert_eq!(
+        db.device_cursors(alice, "phone").await.unwrap()[0].cursor,
+        3
+    );
+}
+
+#[tokio::test]
+async fn a_conversation_joined_later_starts_at_the_start_seq() {
+    let db = open().await;
+    let alice = db.new_user("alice").await;
+    let bob = db.new_user("bob").await;
+    let group = db.create_group(alice, "g").await.unwrap();
+    for id in ["m1", "m2"] {
+        db.send(alice, Target::Group(group.id), id, &[]).await;
+    }
+    assert!(db.register_device(bob, "phone").await.unwrap());
+    assert!(db.device_cursors(bob, "phone").await.unwrap().is_empty());
+
+    db.add_member(group.id, bob, Role::Member).await.unwrap();
+    let sent = db
+        .send(alice, Target::Group(group.id), "m3", &[bob])
+        .await
+        .message;
+    let expected = DeviceCursor {
+        conversation_id: group_conversation(group.id),
+        cursor: 2,
+        last_seq: 3,
+    };
+    assert_eq!(
+        db.device_cursors(bob, "phone").await.unwrap(),
+        std::slice::from_ref(&expected)
+    );
+    // A device never registered reads the same way.
+    assert_eq!(db.device_cursors(bob, "tablet").await.unwrap(), [expected]);
+
+    db.mark_delivered(bob, "phone", &[ack(&sent)])
+        .await
+        .unwrap();
+    assert_eq!(db.device_cursors(bob, "phone").await.unwrap()[0].cursor, 3);
+    assert_eq!(db.device_cursors(bob, "tablet").await.unwrap()[0].cursor, 2);
+}
+
+#[tokio::test]
+async fn cursors_cover_every_conversation_of_the_user() {
+    let db = open().await;
+    let alice = db.new_user("alice").await;
+    let bob = db.new_user("bob").await;
+    let carol = db.new_user("carol").await;
+    db.befriend(alice, bob).await;
+    db.befriend(alice, carol).await;
+    let group = db.create_group(alice, "g").await.unwrap();
+    db.send(bob, Target::User(alice), "b1", &[alice]).await;
+    db.send(alice, Target::Group(group.id), "g1", &[]).await;
+    db.send(alice, Target::Group(group.id), "g2", &[]).await;
+
+    assert!(db.register_device(alice, "phone").await.unwrap());
+    let mut cursors = db.device_cursors(alice, "phone").await.unwrap();
+    cursors.sort_by(|a, b| a.conversation_id.cmp(&b.conversation_id));
+    let view: Vec<(String, u64, u64)> = cursors
+        .into_iter()
+        .map(|c| (c.conversation_id, c.cursor, c.last_seq))
+        .collect();
+    let mut expected = vec![
+        (direct_conversation(alice, bob), 1, 1),
+        (direct_conversation(alice, carol), 0, 0),
+        (group_conversation(group.id), 2, 2),
+    ];
+    expected.sort();
+    assert_eq!(view, expected);
+}

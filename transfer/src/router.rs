@@ -1,0 +1,95 @@
+//! Finds each recipient device in user status and hands it the push.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use im_offline_worker::{CommitListener, Committed};
+use im_proto::Body;
+use im_store::{ReceiptRecord, UserId};
+use im_user_status::UserStatus;
+
+use crate::{Connectors, Notifier, Push};
+
+/// Routes pushes to the connectors holding each recipient's devices. Offline
+/// recipients need nothing here: their offline rows were written with the
+/// message, and they catch up at login.
+pub struct Router {
+    status: Arc<dyn UserStatus>,
+    connectors: Arc<dyn Connectors>,
+}
+
+impl Router {
+    /// A router over a status backend and the connectors.
+    pub fn new(status: Arc<dyn UserStatus>, connectors: Arc<dyn Connectors>) -> Self {
+        Router { status, connectors }
+    }
+
+    /// Pushes to every online device of each user (one status round trip).
+    async fn fan_out(&self, users: &[UserId], push: impl Fn(UserId) -> Option<Push>) {
+        let located = match self.status.lookup_many(users).await {
+            Ok(located) => located,
+            Err(error) => {
+                // Nothing is lost: stored items reach devices at their next login.
+                tracing::warn!(%error, "status lookup failed; recipients catch up later");
+                return;
+            }
+        };
+        for (user, devices) in users.iter().zip(located) {
+            for loc in devices {
+                if let Some(p) = push(*user) {
+                    self.connectors.push(&loc.connector, *user, &loc.device, p);
+                }
+            }
+        }
+    }
+
+    /// Sends receipts to every online device of their message's sender.
+    pub async fn route_receipts(&self, receipts: Vec<ReceiptRecord>) {
+        for receipt in receipts {
+            let to = receipt.to_user;
+            let receipt = Arc::new(receipt);
+            self.fan_out(&[to], |_| Some(Push::Receipt(receipt.clone())))
+                .await;
+        }
+    }
+}
+
+#[async_trait]
+impl CommitListener for Router {
+    async fn committed(&self, batch: &[Committed]) {
+        for c in batch.iter().filter(|c| !c.appended.duplicate) {
+            let message = Arc::new(c.appended.message.clone());
+            let origin: Arc<str> = c.origin_device.as_str().into();
+            // Recipients and the sender's other devices, in one look-up.
+            let mut users = Vec::with_capacity(c.recipients.len() + 1);
+            users.push(c.from_user);
+            users.extend(c.recipients.iter().copied().filter(|u| *u != c.from_user));
+            self.fan_out(&users, |_| {
+                Some(Push::Message {
+                    message: message.clone(),
+                    origin_device: origin.clone(),
+                })
+            })
+            .await;
+        }
+    }
+}
+
+#[async_trait]
+impl Notifier for Router {
+    async fn notify(&self, user: UserId, event: Body) {
+        let event = Arc::new(event);
+        self.fan_out(&[user], |_| Some(Push::Event(event.clone())))
+            .await;
+    }
+
+    async fn revoke(&self, user: UserId, token_hash: &str) {
+        let token_hash: Arc<str> = token_hash.into();
+        self.fan_out(&[user], |_| {
+            Some(Push::Revoke {
+                token_hash: token_hash.clone(),
+            })
+        })
+        .await;
+    }
+}
