@@ -327,6 +327,9 @@ impl Link {
                 for frame in frames {
                     self.process(frame).await;
                 }
+                // Answers (request errors) go out before the ack, so a client
+                // can tell "acked without error" from the ack alone.
+                self.write_out().await?;
                 self.ack().await
             }
         }

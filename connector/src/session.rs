@@ -58,9 +58,10 @@ impl Session {
         }
     }
 
-    /// Queues the catch-up: every message this device has not acked (its
-    /// cursor sync, which covers the offline rows it claims), the receipts
-    /// waiting for the user, then `SyncDone`. Returns (offline, synced) counts.
+    /// Queues the catch-up: the offline rows this pull claimed and every
+    /// message after this device's cursors, deduplicated and in
+    /// (conversation, seq) order; then the receipts waiting for the user, then
+    /// `SyncDone`. Returns (offline, synced) counts.
     pub(crate) async fn catch_up(
         &mut self,
         store: &dyn Store,
@@ -86,21 +87,23 @@ impl Session {
         let mut receipts = Vec::new();
         for row in rows {
             match row.item {
+                // Pushed whatever the cursor says: a new device's cursors start
+                // at "now", and the offline rows are what no device has yet.
                 OfflineItem::Message(m) => {
                     offline += 1;
-                    // Normally already in the cursor sync; kept for conversations
-                    // the user is no longer a member of.
-                    let cursor = self.sent.get(&m.conversation_id).copied().unwrap_or(0);
-                    if m.seq > cursor {
-                        messages.insert((m.conversation_id.clone(), m.seq), m);
-                    }
+                    messages.insert((m.conversation_id.clone(), m.seq), m);
                 }
                 OfflineItem::Receipt(r) => receipts.push((r, row.id)),
             }
         }
         let synced = messages.len() as u32;
         for m in messages.into_values() {
-            self.queue_message(&m, true);
+            let sent = self.sent.entry(m.conversation_id.clone()).or_insert(0);
+            *sent = (*sent).max(m.seq);
+            self.queue.push_back((
+                Body::Message(chat_message(&m, true)),
+                Delivery::Message(delivered(&m)),
+            ));
         }
         for (r, row) in receipts {
             self.queue

@@ -291,3 +291,91 @@ pub async fn assert_alive(raw: &mut Raw) {
         }
     }
 }
+
+/// Client-library helpers.
+pub mod client {
+    use super::*;
+    use im_client::{Event, Link, LinkOptions, RestClient};
+    use tokio::sync::mpsc::Receiver;
+
+    pub type Events = Receiver<Event>;
+
+    pub fn rest(h: &Harness, user: &TestUser) -> RestClient {
+        RestClient::new(&h.server().http_url())
+            .unwrap()
+            .with_token(&user.token)
+    }
+
+    pub async fn connect(h: &Harness, user: &TestUser, device: &str) -> (Link, Events) {
+        Link::connect(
+            h.server().link_addr,
+            &user.token,
+            device,
+            LinkOptions::default(),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Waits for the first event `pick` accepts, skipping others.
+    pub async fn until<T>(events: &mut Events, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(event)) => {
+                    if let Some(found) = pick(&event) {
+                        return found;
+                    }
+                }
+                other => panic!("event did not come: {other:?}"),
+            }
+        }
+    }
+
+    /// The next `n` chat messages, skipping other events.
+    pub async fn messages(events: &mut Events, n: usize) -> Vec<im_client::ChatMessage> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            out.push(
+                until(events, |e| match e {
+                    Event::Message(m) => Some(m.clone()),
+                    _ => None,
+                })
+                .await,
+            );
+        }
+        out
+    }
+
+    /// Waits for SyncDone; returns (offline_count, synced_count) and the
+    /// messages that came before it.
+    pub async fn catch_up(events: &mut Events) -> ((u32, u32), Vec<im_client::ChatMessage>) {
+        let mut before = Vec::new();
+        let counts = until(events, |e| match e {
+            Event::Message(m) => {
+                before.push(m.clone());
+                None
+            }
+            Event::SyncDone {
+                offline_count,
+                synced_count,
+            } => Some((*offline_count, *synced_count)),
+            _ => None,
+        })
+        .await;
+        (counts, before)
+    }
+
+    /// Waits for a receipt of `kind` about `msg_id`.
+    pub async fn receipt(
+        events: &mut Events,
+        kind: im_client::ReceiptKind,
+        msg_id: u64,
+    ) -> im_client::Receipt {
+        until(events, |e| match e {
+            Event::Receipt(r) if r.kind == kind as i32 && r.msg_id == msg_id => Some(r.clone()),
+            _ => None,
+        })
+        .await
+    }
+}
