@@ -19,6 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 
+/// Upper bound on each stage of shutdown.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// A started server. Dropping it without `shutdown` leaves tasks running.
 pub struct RunningServer {
     /// Where the REST API listens.
@@ -111,12 +114,16 @@ impl RunningServer {
     /// close the store so the SQLite file is checkpointed and consistent.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
-        let _ = self.links.await;
-        let _ = self.http.await;
+        // The connector bounds its own drain; these bounds only guard against
+        // a stuck task holding the process forever.
+        let _ = tokio::time::timeout(STOP_GRACE, self.links).await;
+        let _ = tokio::time::timeout(STOP_GRACE, self.http).await;
         // The log writer ends when its last sender (held via the transfer) is
         // gone and its queue is drained.
         drop(self.connector);
-        let _ = self.log_writer.await;
+        if tokio::time::timeout(STOP_GRACE, self.log_writer).await.is_err() {
+            tracing::warn!("message log did not drain in time");
+        }
         self.store.close().await;
         tracing::info!("stopped");
     }
