@@ -80,10 +80,10 @@ pub(crate) async fn serve(
     async move {
         tracing::info!("logged in");
         let registration = ctx.registry.register(user, &device);
-        let link_id = registration.link_id;
         let mut link = Link::new(conn, ctx.clone(), Session::new(user, device, token_hash));
-        let close = link.run(registration, shutdown).await;
-        link.finish(close, link_id).await;
+        let mut registration = registration;
+        let close = link.run(&mut registration, shutdown).await;
+        link.finish(close, registration).await;
     }
     .instrument(span)
     .await
@@ -160,10 +160,9 @@ impl Link {
         }
     }
 
-    async fn run(&mut self, registration: Registration, shutdown: CancellationToken) -> Close {
-        let Registration {
-            mut pushes, kill, ..
-        } = registration;
+    async fn run(&mut self, registration: &mut Registration, shutdown: CancellationToken) -> Close {
+        let kill = registration.kill.clone();
+        let pushes = &mut registration.pushes;
         // The Login frame is id 1 of the client's sequence.
         let _ = self.reorder.accept(1, Frame::default());
         if let Err(close) = self.start().await {
@@ -454,7 +453,8 @@ impl Link {
 
     /// Closes the link: tells the client why, then takes the device out of
     /// user status and hands back what it never acked.
-    async fn finish(mut self, close: Close, link_id: u64) {
+    async fn finish(mut self, close: Close, mut registration: Registration) {
+        let link_id = registration.link_id;
         tracing::info!(code = ?close.code, reason = %close.message, "link closed");
         send_fatal(&mut self.conn, close).await;
         let ctx = self.ctx.clone();
@@ -478,6 +478,9 @@ impl Link {
             if let Err(error) = ctx.store.release_offline(&rows).await {
                 tracing::warn!(%error, "releasing offline rows failed");
             }
+        }
+        while let Ok(push) = registration.pushes.try_recv() {
+            self.session.note_queued_own(&push);
         }
         let own = self.session.acked(Vec::new());
         self.report(own).await;

@@ -40,10 +40,13 @@ pub(crate) struct Session {
     /// Per conversation, the highest seq queued to this device (or known to
     /// be on it): anything at or below is not pushed again.
     sent: HashMap<String, u64>,
+    /// Per conversation, the highest seq the device has acked in order.
+    acked: HashMap<String, u64>,
     /// Frames waiting for room in the ACK window, in order.
     pub(crate) queue: VecDeque<(Body, Delivery)>,
-    /// This device's own messages: nothing to push, but its cursor moves.
-    pub(crate) own: Vec<DeliveredMessage>,
+    /// This device's own messages: nothing to push, but its cursor moves past
+    /// them once everything before them is acked.
+    own: Vec<DeliveredMessage>,
 }
 
 impl Session {
@@ -53,6 +56,7 @@ impl Session {
             device,
             token_hash,
             sent: HashMap::new(),
+            acked: HashMap::new(),
             queue: VecDeque::new(),
             own: Vec::new(),
         }
@@ -73,6 +77,7 @@ impl Session {
         let mut messages: BTreeMap<(String, u64), StoredMessage> = BTreeMap::new();
         for c in &cursors {
             self.sent.insert(c.conversation_id.clone(), c.cursor);
+            self.acked.insert(c.conversation_id.clone(), c.cursor);
             let mut after = c.cursor;
             while after < c.last_seq && messages.len() < max {
                 let page = store.messages_after(&c.conversation_id, after, 500).await?;
@@ -149,8 +154,7 @@ impl Session {
                     }
                 }
                 if message.from_user == self.user && *origin_device == *self.device {
-                    self.sent.insert(conv.to_owned(), message.seq);
-                    self.own.push(delivered(&message));
+                    self.note_own(&message);
                 } else {
                     self.queue_message(&message, false);
                 }
@@ -185,7 +189,31 @@ impl Session {
             .map(|c| c.cursor)
             .unwrap_or(seq.saturating_sub(1));
         self.sent.insert(conv.to_owned(), cursor);
+        self.acked.entry(conv.to_owned()).or_insert(cursor);
         Ok(cursor)
+    }
+
+    /// This device's own message: the device has it already, so it is not
+    /// pushed, only remembered for the cursor.
+    fn note_own(&mut self, m: &StoredMessage) {
+        self.sent.insert(m.conversation_id.clone(), m.seq);
+        self.own.push(delivered(m));
+    }
+
+    /// At close: own messages still waiting in the push queue (the link may
+    /// close right after their SENT) are noted when they are next in line.
+    pub(crate) fn note_queued_own(&mut self, push: &Push) {
+        if let Push::Message {
+            message,
+            origin_device,
+        } = push
+        {
+            let next = self.sent.get(&message.conversation_id).map(|s| s + 1);
+            let mine = message.from_user == self.user && **origin_device == *self.device;
+            if mine && next == Some(message.seq) {
+                self.note_own(message);
+            }
+        }
     }
 
     fn queue_message(&mut self, m: &StoredMessage, offline: bool) {
@@ -200,19 +228,35 @@ impl Session {
         ));
     }
 
-    /// Sorts what the device acked into deliveries and receipt claims.
+    /// Sorts what the device acked into deliveries and receipt claims. Own
+    /// messages join the deliveries only once every earlier message of their
+    /// conversation is acked: the stored cursor must never pass a message
+    /// the device does not have.
     pub(crate) fn acked(&mut self, deliveries: Vec<Delivery>) -> Acked {
-        let mut acked = Acked {
-            messages: std::mem::take(&mut self.own),
-            receipts: Vec::new(),
-        };
+        let mut acked = Acked::default();
         for d in deliveries {
             match d {
-                Delivery::Message(m) => acked.messages.push(m),
+                Delivery::Message(m) => {
+                    let seq = self.acked.entry(m.conversation_id.clone()).or_insert(0);
+                    *seq = (*seq).max(m.seq);
+                    acked.messages.push(m);
+                }
                 Delivery::LiveReceipt(key) => acked.receipts.push(key),
                 Delivery::PulledReceipt(_) | Delivery::Nothing => {}
             }
         }
+        self.own.sort_by_key(|m| m.seq);
+        let mut waiting = Vec::new();
+        for m in std::mem::take(&mut self.own) {
+            let seq = self.acked.entry(m.conversation_id.clone()).or_insert(0);
+            if m.seq <= *seq + 1 {
+                *seq = (*seq).max(m.seq);
+                acked.messages.push(m);
+            } else {
+                waiting.push(m);
+            }
+        }
+        self.own = waiting;
         acked
     }
 
@@ -286,4 +330,57 @@ pub(crate) fn sent_receipt(m: &StoredMessage) -> Body {
         by_user: 0,
         at_ms: m.sent_at_ms,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(conv: &str, seq: u64, from: UserId) -> StoredMessage {
+        StoredMessage {
+            msg_id: seq * 10,
+            conversation_id: conv.into(),
+            seq,
+            from_user: from,
+            to_user: 0,
+            to_group: 0,
+            client_msg_id: format!("c{seq}"),
+            content_type: ContentType::Text as i32,
+            text: String::new(),
+            file: None,
+            sent_at_ms: 0,
+        }
+    }
+
+    fn seqs(acked: &Acked) -> Vec<u64> {
+        acked.messages.iter().map(|m| m.seq).collect()
+    }
+
+    #[test]
+    fn an_own_message_waits_until_everything_before_it_is_acked() {
+        let mut s = Session::new(1, "phone".into(), String::new());
+        s.queue_message(&stored("g1", 1, 2), false);
+        s.note_own(&stored("g1", 2, 1));
+        // Seq 1 (from someone else) is in flight: seq 2 must not move the cursor.
+        assert!(seqs(&s.acked(Vec::new())).is_empty());
+        let (_, delivery) = s.queue.pop_front().unwrap();
+        assert_eq!(seqs(&s.acked(vec![delivery])), vec![1, 2]);
+        assert!(s.acked(Vec::new()).messages.is_empty(), "reported once");
+    }
+
+    #[test]
+    fn own_messages_still_queued_at_close_are_noted_in_order_only() {
+        let mut s = Session::new(1, "phone".into(), String::new());
+        s.sent.insert("g1".into(), 3);
+        s.acked.insert("g1".into(), 3);
+        let push = |seq, device: &str| Push::Message {
+            message: std::sync::Arc::new(stored("g1", seq, 1)),
+            origin_device: device.into(),
+        };
+        s.note_queued_own(&push(5, "phone")); // a gap: not next in line
+        s.note_queued_own(&push(4, "laptop")); // another device's
+        assert!(s.acked(Vec::new()).messages.is_empty());
+        s.note_queued_own(&push(4, "phone"));
+        assert_eq!(seqs(&s.acked(Vec::new())), vec![4]);
+    }
 }

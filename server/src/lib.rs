@@ -121,7 +121,10 @@ impl RunningServer {
         // The log writer ends when its last sender (held via the transfer) is
         // gone and its queue is drained.
         drop(self.connector);
-        if tokio::time::timeout(STOP_GRACE, self.log_writer).await.is_err() {
+        if tokio::time::timeout(STOP_GRACE, self.log_writer)
+            .await
+            .is_err()
+        {
             tracing::warn!("message log did not drain in time");
         }
         self.store.close().await;

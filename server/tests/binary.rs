@@ -57,23 +57,44 @@ async fn the_binary_starts_fresh_stops_on_ctrl_c_and_keeps_its_data() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("nested").join("data");
     let server = Server::start(&data);
-    assert!(data.join("im.db").exists(), "database created on first start");
+    assert!(
+        data.join("im.db").exists(),
+        "database created on first start"
+    );
     let http = reqwest::Client::new();
     let body = json!({"name": "alice", "password": "alicepass"});
-    let res = http.post(format!("{}/v1/accounts", server.http)).json(&body).send().await.unwrap();
+    let res = http
+        .post(format!("{}/v1/accounts", server.http))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 201);
-    let status = tokio::task::spawn_blocking(move || server.interrupt()).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || server.interrupt())
+        .await
+        .unwrap();
     assert!(status.success(), "clean exit on SIGINT: {status:?}");
 
     let server = Server::start(&data);
-    let res = http.post(format!("{}/v1/sessions", server.http)).json(&body).send().await.unwrap();
+    let res = http
+        .post(format!("{}/v1/sessions", server.http))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200, "account survived the restart");
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["user"]["name"], "alice");
     // The OpenAPI document is served by the binary too.
-    let res = http.get(format!("{}/openapi.json", server.http)).send().await.unwrap();
+    let res = http
+        .get(format!("{}/openapi.json", server.http))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
-    let status = tokio::task::spawn_blocking(move || server.interrupt()).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || server.interrupt())
+        .await
+        .unwrap();
     assert!(status.success());
 }
 

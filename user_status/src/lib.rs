@@ -2,10 +2,12 @@
 //! an in-process map in the single-node default, Redis in a cluster.
 
 mod memory;
+mod redis;
 
 use async_trait::async_trait;
 
 pub use memory::MemoryUserStatus;
+pub use redis::RedisUserStatus;
 
 /// A user's numeric id (as in the store).
 pub type UserId = u64;
@@ -50,4 +52,13 @@ pub trait UserStatus: Send + Sync + 'static {
     async fn lookup(&self, user: UserId) -> Result<Vec<DeviceLocation>, StatusError>;
     /// The online devices of each of `users`, in the same order, in one round trip.
     async fn lookup_many(&self, users: &[UserId]) -> Result<Vec<Vec<DeviceLocation>>, StatusError>;
+    /// Extends the lease of devices still held by `connector`, so a dead
+    /// connector's devices expire. Backends without expiry ignore it.
+    async fn refresh(
+        &self,
+        _connector: &str,
+        _devices: &[(UserId, String)],
+    ) -> Result<(), StatusError> {
+        Ok(())
+    }
 }

@@ -1,0 +1,207 @@
+//! The cluster backend: Redis, shared by every connector and transfer.
+//!
+//! Each user is one sorted set `im:status:{<user>}` whose members are
+//! `device \t connector` scored by the time (ms) their lease runs out, so a
+//! device whose connector died disappears once its lease is not refreshed.
+//! (Redis 7.0, as shipped by Debian, has no per-field TTL on hashes.) All of
+//! a user's state is that one key, so the scripts are atomic and Redis
+//! Cluster routes every call by the user's hash tag alone.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::Script;
+
+use crate::{DeviceLocation, StatusError, UserId, UserStatus};
+
+/// Adds a device (replacing the same device on any connector); returns 1 if
+/// the user had no live device before.
+const ONLINE: &str = r#"
+local key, device, member = KEYS[1], ARGV[1], ARGV[2]
+local now, expires, ttl = tonumber(ARGV[3]), ARGV[4], ARGV[5]
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+local members = redis.call('ZRANGE', key, 0, -1)
+local prefix = device .. '\t'
+for _, m in ipairs(members) do
+  if string.sub(m, 1, #prefix) == prefix then redis.call('ZREM', key, m) end
+end
+redis.call('ZADD', key, expires, member)
+redis.call('PEXPIRE', key, ttl)
+if #members == 0 then return 1 else return 0 end
+"#;
+
+/// Removes one device from one connector; returns 1 if that left the user
+/// with no live device.
+const OFFLINE: &str = r#"
+local key, member, now = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local removed = redis.call('ZREM', key, member)
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+if removed == 1 and redis.call('ZCARD', key) == 0 then return 1 else return 0 end
+"#;
+
+/// User status in Redis.
+#[derive(Clone)]
+pub struct RedisUserStatus {
+    conn: ConnectionManager,
+    prefix: String,
+    lease: Duration,
+    online: Script,
+    offline: Script,
+}
+
+impl std::fmt::Debug for RedisUserStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisUserStatus")
+            .field("prefix", &self.prefix)
+            .field("lease", &self.lease)
+            .finish()
+    }
+}
+
+fn backend(error: redis::RedisError) -> StatusError {
+    StatusError::Backend(error.to_string())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl RedisUserStatus {
+    /// Connects to `url` (e.g. `redis://127.0.0.1:6379`). Keys start with
+    /// `prefix` (normally `im`); a device's entry lives `lease` unless
+    /// refreshed.
+    pub async fn connect(url: &str, prefix: &str, lease: Duration) -> Result<Self, StatusError> {
+        let client = redis::Client::open(url).map_err(backend)?;
+        let conn = ConnectionManager::new(client).await.map_err(backend)?;
+        Ok(RedisUserStatus {
+            conn,
+            prefix: prefix.to_owned(),
+            lease,
+            online: Script::new(ONLINE),
+            offline: Script::new(OFFLINE),
+        })
+    }
+
+    fn key(&self, user: UserId) -> String {
+        // The braces are a Redis Cluster hash tag: the slot comes from the user.
+        format!("{}:status:{{{user}}}", self.prefix)
+    }
+
+    fn lease_ms(&self) -> u64 {
+        self.lease.as_millis() as u64
+    }
+}
+
+fn member(device: &str, connector: &str) -> String {
+    format!("{device}\t{connector}")
+}
+
+fn location(member: &str) -> Option<DeviceLocation> {
+    let (device, connector) = member.split_once('\t')?;
+    Some(DeviceLocation {
+        device: device.to_owned(),
+        connector: connector.to_owned(),
+    })
+}
+
+#[async_trait]
+impl UserStatus for RedisUserStatus {
+    async fn online(
+        &self,
+        user: UserId,
+        device: &str,
+        connector: &str,
+    ) -> Result<bool, StatusError> {
+        let now = now_ms();
+        let first: i64 = self
+            .online
+            .key(self.key(user))
+            .arg(device)
+            .arg(member(device, connector))
+            .arg(now)
+            .arg(now + self.lease_ms())
+            .arg(self.lease_ms())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(backend)?;
+        Ok(first == 1)
+    }
+
+    async fn offline(
+        &self,
+        user: UserId,
+        device: &str,
+        connector: &str,
+    ) -> Result<bool, StatusError> {
+        let last: i64 = self
+            .offline
+            .key(self.key(user))
+            .arg(member(device, connector))
+            .arg(now_ms())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(backend)?;
+        Ok(last == 1)
+    }
+
+    async fn lookup(&self, user: UserId) -> Result<Vec<DeviceLocation>, StatusError> {
+        Ok(self.lookup_many(&[user]).await?.pop().unwrap_or_default())
+    }
+
+    async fn lookup_many(&self, users: &[UserId]) -> Result<Vec<Vec<DeviceLocation>>, StatusError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One pipeline: one round trip for a whole group.
+        let now = now_ms();
+        let mut pipe = redis::pipe();
+        for user in users {
+            pipe.cmd("ZRANGEBYSCORE")
+                .arg(self.key(*user))
+                .arg(now + 1)
+                .arg("+inf");
+        }
+        let found: Vec<Vec<String>> = pipe
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(backend)?;
+        Ok(found
+            .into_iter()
+            .map(|members| members.iter().filter_map(|m| location(m)).collect())
+            .collect())
+    }
+
+    async fn refresh(
+        &self,
+        connector: &str,
+        devices: &[(UserId, String)],
+    ) -> Result<(), StatusError> {
+        if devices.is_empty() {
+            return Ok(());
+        }
+        let expires = now_ms() + self.lease_ms();
+        let mut pipe = redis::pipe();
+        for (user, device) in devices {
+            // XX: only extend what is still there; a device that moved or
+            // logged out is not brought back.
+            pipe.cmd("ZADD")
+                .arg(self.key(*user))
+                .arg("XX")
+                .arg("CH")
+                .arg(expires)
+                .arg(member(device, connector))
+                .ignore();
+            pipe.cmd("PEXPIRE")
+                .arg(self.key(*user))
+                .arg(self.lease_ms())
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(backend)
+    }
+}
