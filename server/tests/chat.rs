@@ -416,14 +416,14 @@ async fn friend_requests_and_presence_are_pushed_to_online_users() {
     assert!(friends.iter().any(|f| f.user_id == bob.id && f.online));
     _b.close().await;
     let gone = until(&mut a_events, |e| match e {
-        Event::Presence(p) => Some(p.clone()),
+        Event::Presence(p) => Some(*p),
         _ => None,
     })
     .await;
     assert_eq!((gone.user_id, gone.online), (bob.id, false));
     let (_b, _) = connect(&h, &bob, "phone").await;
     let back = until(&mut a_events, |e| match e {
-        Event::Presence(p) => Some(p.clone()),
+        Event::Presence(p) => Some(*p),
         _ => None,
     })
     .await;

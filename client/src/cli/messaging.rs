@@ -58,6 +58,10 @@ pub struct ListenArgs {
     /// Mark every message received from someone else read.
     #[arg(long)]
     read: bool,
+    /// Stop once the catch-up after login (offline messages and waiting
+    /// receipts) is done.
+    #[arg(long)]
+    until_sync: bool,
 }
 
 /// `im send`: connects, sends, prints the SENT receipt, closes. Other events
@@ -159,6 +163,7 @@ pub async fn listen(ctx: &Ctx, args: ListenArgs) -> CliResult {
                         fatal = code.map(|c| CliError::new(c.name(), message));
                         open = false;
                     }
+                    Event::SyncDone { .. } if args.until_sync => break,
                     _ => {}
                 }
             }
