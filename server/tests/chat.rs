@@ -9,14 +9,9 @@ use im_client::{ContentType, Event, FileRef, ReceiptKind, SendMessage, Target};
 
 #[tokio::test]
 async fn one_to_one_chat_goes_sent_then_delivered_then_read() {
-    let h = Harness::start().await;
-    let alice = h.user("alice").await;
-    let bob = h.user("bob").await;
-    h.befriend(&alice, &bob).await;
-    let (a, mut a_events) = connect(&h, &alice, "phone").await;
-    let (b, mut b_events) = connect(&h, &bob, "phone").await;
-    catch_up(&mut a_events).await;
-    catch_up(&mut b_events).await;
+    let (h, alice, bob) = alice_and_bob().await;
+    let (a, mut a_events) = online(&h, &alice, "phone").await;
+    let (b, mut b_events) = online(&h, &bob, "phone").await;
 
     let sent = a.send_text(Target::User(bob.id), "hi bob").await.unwrap();
     assert_eq!(sent.kind, ReceiptKind::Sent as i32);
@@ -45,12 +40,8 @@ async fn one_to_one_chat_goes_sent_then_delivered_then_read() {
 
 #[tokio::test]
 async fn offline_messages_arrive_in_order_before_live_ones() {
-    let h = Harness::start().await;
-    let alice = h.user("alice").await;
-    let bob = h.user("bob").await;
-    h.befriend(&alice, &bob).await;
-    let (a, mut a_events) = connect(&h, &alice, "phone").await;
-    catch_up(&mut a_events).await;
+    let (h, alice, bob) = alice_and_bob().await;
+    let (a, mut a_events) = online(&h, &alice, "phone").await;
     let mut ids = Vec::new();
     for i in 0..5 {
         ids.push(
@@ -79,19 +70,23 @@ async fn offline_messages_arrive_in_order_before_live_ones() {
         ("live", false, 6)
     );
     // Alice learns each offline message was delivered once bob had it.
-    for id in ids {
-        receipt(&mut a_events, ReceiptKind::Delivered, id).await;
+    let mut delivered = std::collections::BTreeSet::new();
+    while delivered.len() < ids.len() {
+        until(&mut a_events, |e| match e {
+            Event::Receipt(r) if r.kind == ReceiptKind::Delivered as i32 => {
+                Some(delivered.insert(r.msg_id))
+            }
+            _ => None,
+        })
+        .await;
     }
+    assert_eq!(delivered, ids.into_iter().collect());
 }
 
 #[tokio::test]
 async fn receipts_wait_for_an_offline_sender() {
-    let h = Harness::start().await;
-    let alice = h.user("alice").await;
-    let bob = h.user("bob").await;
-    h.befriend(&alice, &bob).await;
-    let (a, mut a_events) = connect(&h, &alice, "phone").await;
-    catch_up(&mut a_events).await;
+    let (h, alice, bob) = alice_and_bob().await;
+    let (a, _a_events) = online(&h, &alice, "phone").await;
     let sent = a
         .send_text(Target::User(bob.id), "read me later")
         .await
@@ -113,20 +108,15 @@ async fn receipts_wait_for_an_offline_sender() {
 
 #[tokio::test]
 async fn every_device_gets_every_message_exactly_once() {
-    let h = Harness::start().await;
-    let alice = h.user("alice").await;
-    let bob = h.user("bob").await;
-    h.befriend(&alice, &bob).await;
-    let (a1, mut a1_events) = connect(&h, &alice, "a-phone").await;
-    let (_a2, mut a2_events) = connect(&h, &alice, "a-laptop").await;
+    let (h, alice, bob) = alice_and_bob().await;
+    let (a1, mut a1_events) = online(&h, &alice, "a-phone").await;
+    let (_a2, mut a2_events) = online(&h, &alice, "a-laptop").await;
     let mut bobs = Vec::new();
     for device in ["b-phone", "b-laptop", "b-tablet"] {
         let (link, mut events) = connect(&h, &bob, device).await;
         catch_up(&mut events).await;
         bobs.push((link, events));
     }
-    catch_up(&mut a1_events).await;
-    catch_up(&mut a2_events).await;
 
     for i in 0..3 {
         a1.send_text(Target::User(bob.id), format!("m{i}"))
@@ -165,18 +155,12 @@ async fn every_device_gets_every_message_exactly_once() {
 
 #[tokio::test]
 async fn a_device_that_was_away_catches_up_by_its_cursor() {
-    let h = Harness::start().await;
-    let alice = h.user("alice").await;
-    let bob = h.user("bob").await;
-    h.befriend(&alice, &bob).await;
-    let (b1, mut b1_events) = connect(&h, &bob, "phone").await;
-    let (b2, mut b2_events) = connect(&h, &bob, "laptop").await;
-    catch_up(&mut b1_events).await;
-    catch_up(&mut b2_events).await;
+    let (h, alice, bob) = alice_and_bob().await;
+    let (b1, mut b1_events) = online(&h, &bob, "phone").await;
+    let (b2, _b2_events) = online(&h, &bob, "laptop").await;
     b2.close().await;
 
-    let (a, mut a_events) = connect(&h, &alice, "phone").await;
-    catch_up(&mut a_events).await;
+    let (a, _a_events) = online(&h, &alice, "phone").await;
     for i in 0..3 {
         a.send_text(Target::User(bob.id), format!("while away {i}"))
             .await
@@ -196,18 +180,14 @@ async fn a_device_that_was_away_catches_up_by_its_cursor() {
 
 #[tokio::test]
 async fn two_devices_logging_in_at_once_each_get_each_message_once() {
-    let h = Harness::start().await;
-    let alice = h.user("alice").await;
-    let bob = h.user("bob").await;
-    h.befriend(&alice, &bob).await;
+    let (h, alice, bob) = alice_and_bob().await;
     // Both devices exist before the messages are sent.
     for device in ["phone", "laptop"] {
         let (link, mut events) = connect(&h, &bob, device).await;
         catch_up(&mut events).await;
         link.close().await;
     }
-    let (a, mut a_events) = connect(&h, &alice, "phone").await;
-    catch_up(&mut a_events).await;
+    let (a, _a_events) = online(&h, &alice, "phone").await;
     for i in 0..20 {
         a.send_text(Target::User(bob.id), format!("m{i:02}"))
             .await
@@ -259,28 +239,27 @@ async fn group_chat_across_five_members_keeps_one_order_everywhere() {
     seqs.sort();
     assert_eq!(seqs, [1, 2, 3, 4, 5]);
 
-    // Each member sees the four others' messages in seq order.
-    let mut orders = Vec::new();
+    // Each member sees the four others' messages in seq order, and gets a
+    // DELIVERED for its own message from each of the four others. Both kinds
+    // are read in one pass: they interleave on the link.
     for (i, (_, events)) in links.iter_mut().enumerate() {
-        let got = messages(events, 4).await;
+        let own = sent[i].as_ref().unwrap().msg_id;
+        let (mut got, mut by) = (Vec::new(), Vec::new());
+        while got.len() < 4 || by.len() < 4 {
+            until(events, |e| match e {
+                Event::Message(m) => Some(got.push(m.clone())),
+                Event::Receipt(r) if r.kind == ReceiptKind::Delivered as i32 && r.msg_id == own => {
+                    Some(by.push(r.by_user))
+                }
+                _ => None,
+            })
+            .await;
+        }
         assert!(got.iter().all(|m| m.from_user != users[i].id));
         assert!(
             got.windows(2).all(|w| w[0].seq < w[1].seq),
             "out of order: {got:?}"
         );
-        orders.push(got.iter().map(|m| m.seq).collect::<Vec<_>>());
-    }
-    // Everyone's DELIVERED receipts come from the four others.
-    for (i, (_, events)) in links.iter_mut().enumerate() {
-        let msg_id = sent[i].as_ref().unwrap().msg_id;
-        let mut by = Vec::new();
-        while by.len() < 4 {
-            by.push(
-                receipt(events, ReceiptKind::Delivered, msg_id)
-                    .await
-                    .by_user,
-            );
-        }
         by.sort();
         let mut expected: Vec<u64> = users
             .iter()
@@ -300,14 +279,9 @@ async fn group_chat_across_five_members_keeps_one_order_everywhere() {
 
 #[tokio::test]
 async fn a_resend_with_the_same_client_id_is_stored_and_delivered_once() {
-    let h = Harness::start().await;
-    let alice = h.user("alice").await;
-    let bob = h.user("bob").await;
-    h.befriend(&alice, &bob).await;
-    let (a, mut a_events) = connect(&h, &alice, "phone").await;
-    let (_b, mut b_events) = connect(&h, &bob, "phone").await;
-    catch_up(&mut a_events).await;
-    catch_up(&mut b_events).await;
+    let (h, alice, bob) = alice_and_bob().await;
+    let (a, _a_events) = online(&h, &alice, "phone").await;
+    let (_b, mut b_events) = online(&h, &bob, "phone").await;
     let message = SendMessage {
         client_msg_id: "fixed-id-1".into(),
         content_type: ContentType::Text as i32,
@@ -328,14 +302,9 @@ async fn a_resend_with_the_same_client_id_is_stored_and_delivered_once() {
 
 #[tokio::test]
 async fn image_and_file_messages_carry_the_uploaded_file() {
-    let h = Harness::start().await;
-    let alice = h.user("alice").await;
-    let bob = h.user("bob").await;
-    h.befriend(&alice, &bob).await;
-    let (a, mut a_events) = connect(&h, &alice, "phone").await;
-    let (_b, mut b_events) = connect(&h, &bob, "phone").await;
-    catch_up(&mut a_events).await;
-    catch_up(&mut b_events).await;
+    let (h, alice, bob) = alice_and_bob().await;
+    let (a, _a_events) = online(&h, &alice, "phone").await;
+    let (_b, mut b_events) = online(&h, &bob, "phone").await;
     let bytes: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
     let meta = rest(&h, &alice)
         .upload_file("cat.png", "image/png", bytes.clone())
@@ -380,10 +349,8 @@ async fn friend_requests_and_presence_are_pushed_to_online_users() {
     let h = Harness::start().await;
     let alice = h.user("alice").await;
     let bob = h.user("bob").await;
-    let (_b, mut b_events) = connect(&h, &bob, "phone").await;
-    catch_up(&mut b_events).await;
-    let (_a, mut a_events) = connect(&h, &alice, "phone").await;
-    catch_up(&mut a_events).await;
+    let (_b, mut b_events) = online(&h, &bob, "phone").await;
+    let (_a, mut a_events) = online(&h, &alice, "phone").await;
 
     let request = rest(&h, &alice)
         .send_friend_request("bob", "it's alice")
@@ -432,12 +399,8 @@ async fn friend_requests_and_presence_are_pushed_to_online_users() {
 
 #[tokio::test]
 async fn history_pages_and_unread_counts_follow_reads() {
-    let h = Harness::start().await;
-    let alice = h.user("alice").await;
-    let bob = h.user("bob").await;
-    h.befriend(&alice, &bob).await;
-    let (a, mut a_events) = connect(&h, &alice, "phone").await;
-    catch_up(&mut a_events).await;
+    let (h, alice, bob) = alice_and_bob().await;
+    let (a, _a_events) = online(&h, &alice, "phone").await;
     for i in 0..7 {
         a.send_text(Target::User(bob.id), format!("m{i}"))
             .await
@@ -464,8 +427,7 @@ async fn history_pages_and_unread_counts_follow_reads() {
     );
     assert_eq!(page.next_before_seq, None);
 
-    let (b, mut b_events) = connect(&h, &bob, "phone").await;
-    catch_up(&mut b_events).await;
+    let (b, _b_events) = online(&h, &bob, "phone").await;
     b.mark_read(&conv, 5).await.unwrap();
     let convs = rest(&h, &bob).conversations().await.unwrap();
     assert_eq!(convs[0].unread, 2);
@@ -485,8 +447,7 @@ async fn a_clean_shutdown_keeps_every_acknowledged_message() {
     let alice = h.user("alice").await;
     let bob = h.user("bob").await;
     h.befriend(&alice, &bob).await;
-    let (a, mut a_events) = connect(&h, &alice, "phone").await;
-    catch_up(&mut a_events).await;
+    let (a, _a_events) = online(&h, &alice, "phone").await;
     // Many sends in flight when the shutdown starts.
     let sends: Vec<_> = (0..50)
         .map(|i| {

@@ -317,6 +317,22 @@ pub mod client {
         .unwrap()
     }
 
+    /// A fresh server with two users, alice and bob, who are friends.
+    pub async fn alice_and_bob() -> (Harness, TestUser, TestUser) {
+        let h = Harness::start().await;
+        let alice = h.user("alice").await;
+        let bob = h.user("bob").await;
+        h.befriend(&alice, &bob).await;
+        (h, alice, bob)
+    }
+
+    /// Connects `device` of `user` and waits until its catch-up is done.
+    pub async fn online(h: &Harness, user: &TestUser, device: &str) -> (Link, Events) {
+        let (link, mut events) = connect(h, user, device).await;
+        catch_up(&mut events).await;
+        (link, events)
+    }
+
     /// Waits for the first event `pick` accepts, skipping others.
     pub async fn until<T>(events: &mut Events, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
         let deadline = tokio::time::Instant::now() + WAIT;
