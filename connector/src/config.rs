@@ -32,6 +32,8 @@ pub struct ConnectorConfig {
     pub max_catch_up: usize,
     /// How long shutdown waits for links to finish their pending sends.
     pub drain_timeout: Duration,
+    /// How often this connector renews its devices' leases in user status.
+    pub status_refresh: Duration,
 }
 
 impl Default for ConnectorConfig {
@@ -49,6 +51,7 @@ impl Default for ConnectorConfig {
             max_pending_sends: 256,
             max_catch_up: 100_000,
             drain_timeout: Duration::from_secs(5),
+            status_refresh: Duration::from_secs(10),
         }
     }
 }

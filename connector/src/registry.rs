@@ -122,6 +122,20 @@ impl Registry {
         removed
     }
 
+    /// Every (user, device) with a session here.
+    pub fn devices(&self) -> Vec<(UserId, String)> {
+        self.users
+            .iter()
+            .flat_map(|e| {
+                let user = *e.key();
+                e.value()
+                    .iter()
+                    .map(move |d| (user, d.device.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// Closes every session with `code` (used at shutdown).
     pub fn kill_all(&self, code: ErrorCode) {
         for entry in self.users.iter() {
@@ -154,5 +168,51 @@ impl Connectors for Registry {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reconnecting_device_replaces_its_old_session() {
+        let registry = Registry::new("c1", 4);
+        let old = registry.register(1, "phone");
+        let _laptop = registry.register(1, "laptop");
+        let new = registry.register(1, "phone");
+        assert!(old.kill.token.is_cancelled(), "old link is told to close");
+        let mut devices = registry.devices();
+        devices.sort();
+        assert_eq!(
+            devices,
+            vec![(1, "laptop".to_owned()), (1, "phone".to_owned())]
+        );
+        assert!(
+            !registry.deregister(1, old.link_id),
+            "old link is no longer registered"
+        );
+        assert!(registry.deregister(1, new.link_id));
+        assert_eq!(registry.len(), 1);
+    }
+
+    #[test]
+    fn a_full_push_queue_cuts_the_slow_device_off() {
+        let registry = Registry::new("c1", 1);
+        let session = registry.register(1, "phone");
+        let push = || Push::Revoke {
+            token_hash: "x".into(),
+        };
+        registry.push("c1", 1, "phone", push());
+        assert!(!session.kill.token.is_cancelled());
+        registry.push("c1", 1, "phone", push());
+        assert!(session.kill.token.is_cancelled());
+        assert_eq!(
+            ErrorCode::try_from(session.kill.code.load(Ordering::SeqCst)),
+            Ok(ErrorCode::SlowConsumer)
+        );
+        // Pushes for another connector or an unknown device go nowhere.
+        registry.push("c2", 1, "phone", push());
+        registry.push("c1", 2, "phone", push());
     }
 }

@@ -15,6 +15,7 @@ use crate::{link, Connector};
 /// waits (up to the drain timeout, plus a grace second) for links to close.
 pub async fn run(listener: TcpListener, ctx: Arc<Connector>, shutdown: CancellationToken) {
     let tracker = TaskTracker::new();
+    tracker.spawn(refresh_leases(ctx.clone(), shutdown.clone()));
     let permits = Arc::new(Semaphore::new(ctx.config.max_links));
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -51,5 +52,26 @@ pub async fn run(listener: TcpListener, ctx: Arc<Connector>, shutdown: Cancellat
             links = tracker.len(),
             "links still open after drain timeout"
         );
+    }
+}
+
+/// Renews the user-status leases of every device on this connector, so that
+/// if this process dies its devices expire and their messages go offline.
+async fn refresh_leases(ctx: Arc<Connector>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(ctx.config.status_refresh);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let devices = ctx.registry.devices();
+        if let Err(error) = ctx
+            .status
+            .refresh(ctx.registry.connector_id(), &devices)
+            .await
+        {
+            tracing::warn!(%error, devices = devices.len(), "lease refresh failed");
+        }
     }
 }
