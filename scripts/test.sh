@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, then every test of the workspace.
-# Needs only the Rust toolchain; the single-node suite starts its servers
-# in-process on port 0, so no outside server is required.
+# The single-node suite starts its servers in-process on port 0; the backend
+# tests of the cluster mode need a real Redis and MariaDB, which the
+# ensure-* scripts install (Debian packages) and start when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,9 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "test.sh: cargo not found; install Rust from https://rustup.rs" >&2
     exit 1
 fi
+
+echo "== services"
+./scripts/ensure-services.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

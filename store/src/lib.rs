@@ -1,16 +1,20 @@
 //! The durable store behind one trait. The single-node default is
-//! [`SqliteStore`]; the cluster mode plugs in MySQL behind the same trait.
+//! [`SqliteStore`]; the cluster mode plugs in [`MySqlStore`] behind the same
+//! trait.
 //!
 //! The store holds data, not policy: who may kick whom, or who may message
 //! whom, is decided by the callers (rest_api, transfer) from what it returns.
 
+mod convert;
 mod error;
+mod mysql;
 mod sqlite;
 pub mod types;
 
 use async_trait::async_trait;
 
 pub use error::StoreError;
+pub use mysql::MySqlStore;
 pub use sqlite::SqliteStore;
 pub use types::*;
 

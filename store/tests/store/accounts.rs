@@ -1,10 +1,16 @@
-use im_store::{hash_token, FileRecord, SqliteStore, Store, StoreError};
+use im_store::{hash_token, FileRecord, StoreError};
 
-use crate::open;
+use crate::Fixture;
 
-#[tokio::test]
-async fn users_are_found_by_name_and_id() {
-    let db = open().await;
+backend_tests!(
+    users_are_found_by_name_and_id,
+    a_taken_name_is_refused,
+    tokens_live_until_revoked,
+    a_token_for_an_unknown_user_is_not_found,
+    files_are_recorded_once,
+);
+
+async fn users_are_found_by_name_and_id(db: &Fixture) {
     let alice = db.create_user("alice", "phc-hash").await.unwrap();
     assert_eq!(alice.name, "alice");
     assert!(alice.id > 0);
@@ -18,9 +24,7 @@ async fn users_are_found_by_name_and_id() {
     assert_eq!(db.user(u64::MAX).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn a_taken_name_is_refused() {
-    let db = open().await;
+async fn a_taken_name_is_refused(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let error = db.create_user("alice", "other").await.unwrap_err();
     assert!(matches!(error, StoreError::NameTaken), "{error:?}");
@@ -28,9 +32,7 @@ async fn a_taken_name_is_refused() {
     assert_ne!(alice, bob);
 }
 
-#[tokio::test]
-async fn tokens_live_until_revoked() {
-    let db = open().await;
+async fn tokens_live_until_revoked(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let token = hash_token("secret");
     db.create_token(alice, &token).await.unwrap();
@@ -43,16 +45,12 @@ async fn tokens_live_until_revoked() {
     assert!(!db.revoke_token(&hash_token("never")).await.unwrap());
 }
 
-#[tokio::test]
-async fn a_token_for_an_unknown_user_is_not_found() {
-    let db = open().await;
+async fn a_token_for_an_unknown_user_is_not_found(db: &Fixture) {
     let error = db.create_token(42, &hash_token("t")).await.unwrap_err();
     assert!(matches!(error, StoreError::NotFound), "{error:?}");
 }
 
-#[tokio::test]
-async fn files_are_recorded_once() {
-    let db = open().await;
+async fn files_are_recorded_once(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let file = FileRecord {
         id: "0b7f".to_owned(),
@@ -75,28 +73,4 @@ async fn files_are_recorded_once() {
     };
     let error = db.create_file(&orphan).await.unwrap_err();
     assert!(matches!(error, StoreError::NotFound), "{error:?}");
-}
-
-#[tokio::test]
-async fn open_makes_the_directory_and_reopens_the_same_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("nested").join("deeper").join("im.db");
-
-    let store = SqliteStore::open(&path).await.unwrap();
-    let alice = store.create_user("alice", "hash").await.unwrap();
-    store.close().await;
-
-    let store = SqliteStore::open(&path).await.unwrap();
-    assert_eq!(store.user(alice.id).await.unwrap(), Some(alice));
-    store.close().await;
-}
-
-#[tokio::test]
-async fn the_file_is_written_ahead() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("im.db");
-    let store = SqliteStore::open(&path).await.unwrap();
-    store.create_user("alice", "hash").await.unwrap();
-    assert!(dir.path().join("im.db-wal").exists());
-    store.close().await;
 }

@@ -1,10 +1,17 @@
-use im_store::{OfflineItem, OfflineKey, ReceiptKind, Store, Target};
+use im_store::{OfflineItem, OfflineKey, ReceiptKind, Target};
 
-use crate::{ack, open};
+use crate::{ack, Fixture};
 
-#[tokio::test]
-async fn unread_rows_come_in_row_order_across_conversations() {
-    let db = open().await;
+backend_tests!(
+    unread_rows_come_in_row_order_across_conversations,
+    a_receipt_row_carries_the_receipt_to_the_sender,
+    a_row_is_claimed_once,
+    concurrent_claims_have_one_winner,
+    claims_by_key_report_what_they_took,
+    released_rows_are_unread_again,
+);
+
+async fn unread_rows_come_in_row_order_across_conversations(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     let carol = db.new_user("carol").await;
@@ -42,9 +49,7 @@ async fn unread_rows_come_in_row_order_across_conversations() {
     assert_eq!(first[0].item, OfflineItem::Message(m1));
 }
 
-#[tokio::test]
-async fn a_receipt_row_carries_the_receipt_to_the_sender() {
-    let db = open().await;
+async fn a_receipt_row_carries_the_receipt_to_the_sender(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     db.befriend(alice, bob).await;
@@ -79,9 +84,7 @@ async fn a_receipt_row_carries_the_receipt_to_the_sender() {
     );
 }
 
-#[tokio::test]
-async fn a_row_is_claimed_once() {
-    let db = open().await;
+async fn a_row_is_claimed_once(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     db.befriend(alice, bob).await;
@@ -94,9 +97,7 @@ async fn a_row_is_claimed_once() {
     assert!(!db.claim_offline(row.id + 100).await.unwrap());
 }
 
-#[tokio::test]
-async fn concurrent_claims_have_one_winner() {
-    let db = open().await;
+async fn concurrent_claims_have_one_winner(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     db.befriend(alice, bob).await;
@@ -112,9 +113,7 @@ async fn concurrent_claims_have_one_winner() {
     }
 }
 
-#[tokio::test]
-async fn claims_by_key_report_what_they_took() {
-    let db = open().await;
+async fn claims_by_key_report_what_they_took(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     db.befriend(alice, bob).await;
@@ -180,9 +179,7 @@ async fn claims_by_key_report_what_they_took() {
     );
 }
 
-#[tokio::test]
-async fn released_rows_are_unread_again() {
-    let db = open().await;
+async fn released_rows_are_unread_again(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     db.befriend(alice, bob).await;

@@ -1,10 +1,14 @@
-use im_store::{direct_conversation, group_conversation, DeviceCursor, Role, Store, Target};
+use im_store::{direct_conversation, group_conversation, DeviceCursor, Role, Target};
 
-use crate::{ack, open};
+use crate::{ack, Fixture};
 
-#[tokio::test]
-async fn a_new_device_starts_at_the_last_seq() {
-    let db = open().await;
+backend_tests!(
+    a_new_device_starts_at_the_last_seq,
+    a_conversation_joined_later_starts_at_the_start_seq,
+    cursors_cover_every_conversation_of_the_user,
+);
+
+async fn a_new_device_starts_at_the_last_seq(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     db.befriend(alice, bob).await;
@@ -37,9 +41,7 @@ async fn a_new_device_starts_at_the_last_seq() {
     );
 }
 
-#[tokio::test]
-async fn a_conversation_joined_later_starts_at_the_start_seq() {
-    let db = open().await;
+async fn a_conversation_joined_later_starts_at_the_start_seq(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     let group = db.create_group(alice, "g").await.unwrap();
@@ -73,9 +75,7 @@ async fn a_conversation_joined_later_starts_at_the_start_seq() {
     assert_eq!(db.device_cursors(bob, "tablet").await.unwrap()[0].cursor, 2);
 }
 
-#[tokio::test]
-async fn cursors_cover_every_conversation_of_the_user() {
-    let db = open().await;
+async fn cursors_cover_every_conversation_of_the_user(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     let carol = db.new_user("carol").await;

@@ -1,10 +1,19 @@
-use im_store::{direct_conversation, ConversationKind, RequestStatus, Store, StoreError, Target};
+use im_store::{direct_conversation, ConversationKind, RequestStatus, StoreError, Target};
 
-use crate::open;
+use crate::Fixture;
 
-#[tokio::test]
-async fn an_accepted_request_makes_friends_both_ways_with_a_conversation() {
-    let db = open().await;
+backend_tests!(
+    an_accepted_request_makes_friends_both_ways_with_a_conversation,
+    a_pending_request_blocks_another_either_way,
+    friends_cannot_ask_again_and_a_resolved_request_stays_resolved,
+    a_rejected_request_changes_only_its_status,
+    bad_requests_are_refused,
+    pending_requests_are_newest_first,
+    friends_are_listed_by_name_with_their_own_remarks,
+    removing_a_friend_keeps_the_conversation_history,
+);
+
+async fn an_accepted_request_makes_friends_both_ways_with_a_conversation(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
 
@@ -60,9 +69,7 @@ async fn an_accepted_request_makes_friends_both_ways_with_a_conversation() {
     }
 }
 
-#[tokio::test]
-async fn a_pending_request_blocks_another_either_way() {
-    let db = open().await;
+async fn a_pending_request_blocks_another_either_way(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     db.create_friend_request(alice, bob, "").await.unwrap();
@@ -73,9 +80,7 @@ async fn a_pending_request_blocks_another_either_way() {
     }
 }
 
-#[tokio::test]
-async fn friends_cannot_ask_again_and_a_resolved_request_stays_resolved() {
-    let db = open().await;
+async fn friends_cannot_ask_again_and_a_resolved_request_stays_resolved(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     let request = db.create_friend_request(alice, bob, "").await.unwrap();
@@ -92,9 +97,7 @@ async fn friends_cannot_ask_again_and_a_resolved_request_stays_resolved() {
     }
 }
 
-#[tokio::test]
-async fn a_rejected_request_changes_only_its_status() {
-    let db = open().await;
+async fn a_rejected_request_changes_only_its_status(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     let request = db.create_friend_request(alice, bob, "").await.unwrap();
@@ -108,9 +111,7 @@ async fn a_rejected_request_changes_only_its_status() {
     db.create_friend_request(bob, alice, "sorry").await.unwrap();
 }
 
-#[tokio::test]
-async fn bad_requests_are_refused() {
-    let db = open().await;
+async fn bad_requests_are_refused(db: &Fixture) {
     let alice = db.new_user("alice").await;
 
     let error = db
@@ -125,9 +126,7 @@ async fn bad_requests_are_refused() {
     assert_eq!(db.friend_request(12345).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn pending_requests_are_newest_first() {
-    let db = open().await;
+async fn pending_requests_are_newest_first(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     let carol = db.new_user("carol").await;
@@ -145,9 +144,7 @@ async fn pending_requests_are_newest_first() {
     assert_eq!(db.pending_friend_requests(carol).await.unwrap(), [second]);
 }
 
-#[tokio::test]
-async fn friends_are_listed_by_name_with_their_own_remarks() {
-    let db = open().await;
+async fn friends_are_listed_by_name_with_their_own_remarks(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let zoe = db.new_user("zoe").await;
     let bob = db.new_user("bob").await;
@@ -175,9 +172,7 @@ async fn friends_are_listed_by_name_with_their_own_remarks() {
     assert!(!db.set_remark(alice, carol, Some("stranger")).await.unwrap());
 }
 
-#[tokio::test]
-async fn removing_a_friend_keeps_the_conversation_history() {
-    let db = open().await;
+async fn removing_a_friend_keeps_the_conversation_history(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     db.befriend(alice, bob).await;

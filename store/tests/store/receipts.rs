@@ -1,13 +1,22 @@
 use im_store::{
-    direct_conversation, group_conversation, OfflineItem, OfflineKey, ReceiptKind, Role, Store,
+    direct_conversation, group_conversation, OfflineItem, OfflineKey, ReceiptKind, Role,
     StoreError, Target,
 };
 
-use crate::{ack, open};
+use crate::{ack, Fixture};
 
-#[tokio::test]
-async fn the_first_device_to_ack_makes_the_delivered_receipt() {
-    let db = open().await;
+backend_tests!(
+    the_first_device_to_ack_makes_the_delivered_receipt,
+    each_recipient_in_a_group_delivers_once,
+    cursors_only_move_forward,
+    own_messages_only_move_the_cursor,
+    an_unknown_message_acknowledges_nothing,
+    reading_makes_one_read_receipt_per_message_from_others,
+    the_read_cursor_never_goes_back_nor_past_the_last_message,
+    only_members_mark_read_and_never_before_joining,
+);
+
+async fn the_first_device_to_ack_makes_the_delivered_receipt(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     db.befriend(alice, bob).await;
@@ -50,9 +59,7 @@ async fn the_first_device_to_ack_makes_the_delivered_receipt() {
     }
 }
 
-#[tokio::test]
-async fn each_recipient_in_a_group_delivers_once() {
-    let db = open().await;
+async fn each_recipient_in_a_group_delivers_once(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     let carol = db.new_user("carol").await;
@@ -86,9 +93,7 @@ async fn each_recipient_in_a_group_delivers_once() {
     assert!(by.contains(&bob) && by.contains(&carol), "{by:?}");
 }
 
-#[tokio::test]
-async fn cursors_only_move_forward() {
-    let db = open().await;
+async fn cursors_only_move_forward(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     db.befriend(alice, bob).await;
@@ -108,9 +113,7 @@ async fn cursors_only_move_forward() {
     assert_eq!(db.device_cursors(bob, "phone").await.unwrap()[0].cursor, 2);
 }
 
-#[tokio::test]
-async fn own_messages_only_move_the_cursor() {
-    let db = open().await;
+async fn own_messages_only_move_the_cursor(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     db.befriend(alice, bob).await;
@@ -133,9 +136,7 @@ async fn own_messages_only_move_the_cursor() {
     assert_eq!(db.offline_unread(bob, 10).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn an_unknown_message_acknowledges_nothing() {
-    let db = open().await;
+async fn an_unknown_message_acknowledges_nothing(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     db.befriend(alice, bob).await;
@@ -154,9 +155,7 @@ async fn an_unknown_message_acknowledges_nothing() {
     assert_eq!(db.offline_unread(bob, 10).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn reading_makes_one_read_receipt_per_message_from_others() {
-    let db = open().await;
+async fn reading_makes_one_read_receipt_per_message_from_others(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     db.befriend(alice, bob).await;
@@ -206,9 +205,7 @@ async fn reading_makes_one_read_receipt_per_message_from_others() {
     assert_eq!(keys, [read(m1.msg_id), read(m3.msg_id)]);
 }
 
-#[tokio::test]
-async fn the_read_cursor_never_goes_back_nor_past_the_last_message() {
-    let db = open().await;
+async fn the_read_cursor_never_goes_back_nor_past_the_last_message(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     db.befriend(alice, bob).await;
@@ -242,9 +239,7 @@ async fn the_read_cursor_never_goes_back_nor_past_the_last_message() {
     assert_eq!(db.mark_read(bob, &conversation, 4).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn only_members_mark_read_and_never_before_joining() {
-    let db = open().await;
+async fn only_members_mark_read_and_never_before_joining(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     let eve = db.new_user("eve").await;

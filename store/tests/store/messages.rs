@@ -1,10 +1,19 @@
-use im_store::{direct_conversation, group_conversation, FileRef, Role, Store, StoreError, Target};
+use im_store::{direct_conversation, group_conversation, FileRef, Role, StoreError, Target};
 
-use crate::{open, text};
+use crate::{text, Fixture};
 
-#[tokio::test]
-async fn each_conversation_counts_its_own_seqs() {
-    let db = open().await;
+backend_tests!(
+    each_conversation_counts_its_own_seqs,
+    group_messages_and_files_are_stored_whole,
+    a_resend_returns_the_stored_message_and_writes_nothing,
+    a_resend_within_one_batch_is_a_duplicate_too,
+    only_recipients_get_offline_rows,
+    messages_after_reads_a_window_of_seqs,
+    history_pages_backwards_for_members_only,
+    conversations_list_the_busiest_first_with_unread_counts,
+);
+
+async fn each_conversation_counts_its_own_seqs(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     let carol = db.new_user("carol").await;
@@ -51,9 +60,7 @@ async fn each_conversation_counts_its_own_seqs() {
     assert!(next.message.msg_id > ids[3]);
 }
 
-#[tokio::test]
-async fn group_messages_and_files_are_stored_whole() {
-    let db = open().await;
+async fn group_messages_and_files_are_stored_whole(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     let group = db.create_group(alice, "g").await.unwrap();
@@ -86,9 +93,7 @@ async fn group_messages_and_files_are_stored_whole() {
     assert_eq!(read_back, [stored]);
 }
 
-#[tokio::test]
-async fn a_resend_returns_the_stored_message_and_writes_nothing() {
-    let db = open().await;
+async fn a_resend_returns_the_stored_message_and_writes_nothing(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     db.befriend(alice, bob).await;
@@ -108,9 +113,7 @@ async fn a_resend_returns_the_stored_message_and_writes_nothing() {
     assert_eq!(summary.last_seq, 2);
 }
 
-#[tokio::test]
-async fn a_resend_within_one_batch_is_a_duplicate_too() {
-    let db = open().await;
+async fn a_resend_within_one_batch_is_a_duplicate_too(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     db.befriend(alice, bob).await;
@@ -130,9 +133,7 @@ async fn a_resend_within_one_batch_is_a_duplicate_too() {
     assert_eq!(db.offline_unread(bob, 10).await.unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn only_recipients_get_offline_rows() {
-    let db = open().await;
+async fn only_recipients_get_offline_rows(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     let carol = db.new_user("carol").await;
@@ -167,9 +168,7 @@ async fn only_recipients_get_offline_rows() {
     }
 }
 
-#[tokio::test]
-async fn messages_after_reads_a_window_of_seqs() {
-    let db = open().await;
+async fn messages_after_reads_a_window_of_seqs(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let group = db.create_group(alice, "g").await.unwrap();
     for i in 1..=5 {
@@ -202,9 +201,7 @@ async fn messages_after_reads_a_window_of_seqs() {
         .is_empty());
 }
 
-#[tokio::test]
-async fn history_pages_backwards_for_members_only() {
-    let db = open().await;
+async fn history_pages_backwards_for_members_only(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     let eve = db.new_user("eve").await;
@@ -239,9 +236,7 @@ async fn history_pages_backwards_for_members_only() {
     assert!(matches!(error, StoreError::Forbidden), "{error:?}");
 }
 
-#[tokio::test]
-async fn conversations_list_the_busiest_first_with_unread_counts() {
-    let db = open().await;
+async fn conversations_list_the_busiest_first_with_unread_counts(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     let carol = db.new_user("carol").await;

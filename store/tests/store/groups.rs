@@ -1,10 +1,16 @@
-use im_store::{group_conversation, ConversationKind, Role, Store, StoreError, Target};
+use im_store::{group_conversation, ConversationKind, Role, StoreError, Target};
 
-use crate::open;
+use crate::Fixture;
 
-#[tokio::test]
-async fn a_new_group_has_its_creator_and_a_conversation() {
-    let db = open().await;
+backend_tests!(
+    a_new_group_has_its_creator_and_a_conversation,
+    members_are_added_once_with_roles_creator_first,
+    a_removed_member_loses_the_group_and_its_conversation,
+    a_dissolved_group_is_gone_for_everyone,
+    a_late_joiner_sees_only_what_came_after_joining,
+);
+
+async fn a_new_group_has_its_creator_and_a_conversation(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let group = db.create_group(alice, "climbers").await.unwrap();
     assert_eq!((group.name.as_str(), group.creator), ("climbers", alice));
@@ -40,9 +46,7 @@ async fn a_new_group_has_its_creator_and_a_conversation() {
     assert!(matches!(error, StoreError::NotFound), "{error:?}");
 }
 
-#[tokio::test]
-async fn members_are_added_once_with_roles_creator_first() {
-    let db = open().await;
+async fn members_are_added_once_with_roles_creator_first(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     let carol = db.new_user("carol").await;
@@ -92,9 +96,7 @@ async fn members_are_added_once_with_roles_creator_first() {
     assert_eq!(db.groups_of(carol).await.unwrap(), [group]);
 }
 
-#[tokio::test]
-async fn a_removed_member_loses_the_group_and_its_conversation() {
-    let db = open().await;
+async fn a_removed_member_loses_the_group_and_its_conversation(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     let group = db.create_group(alice, "g").await.unwrap();
@@ -118,9 +120,7 @@ async fn a_removed_member_loses_the_group_and_its_conversation() {
     assert!(matches!(error, StoreError::Forbidden), "{error:?}");
 }
 
-#[tokio::test]
-async fn a_dissolved_group_is_gone_for_everyone() {
-    let db = open().await;
+async fn a_dissolved_group_is_gone_for_everyone(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     let group = db.create_group(alice, "g").await.unwrap();
@@ -142,9 +142,7 @@ async fn a_dissolved_group_is_gone_for_everyone() {
     assert!(matches!(error, StoreError::NotFound), "{error:?}");
 }
 
-#[tokio::test]
-async fn a_late_joiner_sees_only_what_came_after_joining() {
-    let db = open().await;
+async fn a_late_joiner_sees_only_what_came_after_joining(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     let group = db.create_group(alice, "g").await.unwrap();

@@ -1,0 +1,114 @@
+//! Between MySQL rows and the store's records: the text type every string
+//! column decodes through, the message row every query that returns messages
+//! shares, and the error numbers the backend reacts to. The conversions
+//! shared with the SQLite backend live in `crate::convert`.
+
+use sqlx::error::BoxDynError;
+use sqlx::mysql::{MySqlDatabaseError, MySqlTypeInfo, MySqlValueRef};
+use sqlx::{Decode, FromRow, MySql, Type};
+
+pub(super) use crate::convert::{
+    api_int, corrupt, is_unique_violation, message_columns, missing_reference, parse_conversation,
+    role_from_sql, sql_int, status_from_sql, status_to_sql,
+};
+use crate::types::{FileRef, StoredMessage};
+use crate::StoreError;
+
+/// Deadlock found when trying to get lock; the transaction was rolled back.
+const ER_LOCK_DEADLOCK: u16 = 1213;
+/// Lock wait timeout exceeded.
+const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
+
+/// A string column. The schema collates text `utf8mb4_bin`, and MySQL flags
+/// such columns BINARY, which sqlx's `String` refuses to decode; the bytes
+/// are UTF-8 all the same.
+pub(super) struct Text(pub(super) String);
+
+impl From<Text> for String {
+    fn from(text: Text) -> String {
+        text.0
+    }
+}
+
+impl Type<MySql> for Text {
+    fn type_info() -> MySqlTypeInfo {
+        <str as Type<MySql>>::type_info()
+    }
+
+    fn compatible(ty: &MySqlTypeInfo) -> bool {
+        <str as Type<MySql>>::compatible(ty) || <[u8] as Type<MySql>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, MySql> for Text {
+    fn decode(value: MySqlValueRef<'r>) -> Result<Text, BoxDynError> {
+        <&str as Decode<MySql>>::decode(value).map(|text| Text(text.to_owned()))
+    }
+}
+
+/// One row of `messages`, as [`message_columns!`] selects it.
+#[derive(FromRow)]
+pub(super) struct MessageRow {
+    msg_id: i64,
+    conversation_id: Text,
+    seq: i64,
+    from_user: i64,
+    to_user: i64,
+    to_group: i64,
+    client_msg_id: Text,
+    content_type: i32,
+    text: Text,
+    file_id: Option<Text>,
+    file_name: Option<Text>,
+    file_mime: Option<Text>,
+    file_size: Option<i64>,
+    sent_at_ms: i64,
+}
+
+impl From<MessageRow> for StoredMessage {
+    fn from(row: MessageRow) -> StoredMessage {
+        let file = row.file_id.map(|file_id| FileRef {
+            file_id: file_id.0,
+            name: row.file_name.map(String::from).unwrap_or_default(),
+            mime: row.file_mime.map(String::from).unwrap_or_default(),
+            size: api_int(row.file_size.unwrap_or(0)),
+        });
+        StoredMessage {
+            msg_id: api_int(row.msg_id),
+            conversation_id: row.conversation_id.0,
+            seq: api_int(row.seq),
+            from_user: api_int(row.from_user),
+            to_user: api_int(row.to_user),
+            to_group: api_int(row.to_group),
+            client_msg_id: row.client_msg_id.0,
+            content_type: row.content_type,
+            text: row.text.0,
+            file,
+            sent_at_ms: api_int(row.sent_at_ms),
+        }
+    }
+}
+
+/// The server's error number, if `error` is an error the server reported.
+fn error_number(error: &StoreError) -> Option<u16> {
+    match error {
+        StoreError::Database(sqlx::Error::Database(e)) => e
+            .try_downcast_ref::<MySqlDatabaseError>()
+            .map(MySqlDatabaseError::number),
+        _ => None,
+    }
+}
+
+/// True if `error` undid (deadlock) or gave up on (lock wait timeout) a
+/// transaction that may well succeed when run again.
+pub(super) fn is_lock_failure(error: &StoreError) -> bool {
+    matches!(
+        error_number(error),
+        Some(ER_LOCK_DEADLOCK | ER_LOCK_WAIT_TIMEOUT)
+    )
+}
+
+/// True if `error` is a UNIQUE or PRIMARY KEY failure, as a [`StoreError`].
+pub(super) fn is_duplicate(error: &StoreError) -> bool {
+    matches!(error, StoreError::Database(e) if is_unique_violation(e))
+}
