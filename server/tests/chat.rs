@@ -247,9 +247,13 @@ async fn group_chat_across_five_members_keeps_one_order_everywhere() {
         let (mut got, mut by) = (Vec::new(), Vec::new());
         while got.len() < 4 || by.len() < 4 {
             until(events, |e| match e {
-                Event::Message(m) => Some(got.push(m.clone())),
+                Event::Message(m) => {
+                    got.push(m.clone());
+                    Some(())
+                }
                 Event::Receipt(r) if r.kind == ReceiptKind::Delivered as i32 && r.msg_id == own => {
-                    Some(by.push(r.by_user))
+                    by.push(r.by_user);
+                    Some(())
                 }
                 _ => None,
             })
