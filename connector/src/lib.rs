@@ -1,6 +1,6 @@
 //! Keeps long-lived client links.
 //!
-//! `server::run` accepts TCP links; each runs `link::serve`, which owns the
+//! `server::run` accepts links (TCP, and WebSocket carrying the same frames); each runs `link::serve`, which owns the
 //! socket and the link's two state machines (ACK window, reorder buffer) and
 //! feeds a `Session` (what the frames mean for one device: login, catch-up,
 //! sends, acks, pushes). The `Registry` is how the transfer reaches a session.
@@ -10,6 +10,7 @@ mod link;
 mod registry;
 mod server;
 mod session;
+mod transport;
 
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ use im_user_status::UserStatus;
 
 pub use config::ConnectorConfig;
 pub use registry::Registry;
-pub use server::run;
+pub use server::{run, Listeners};
 
 /// What every link of a connector shares.
 pub struct Connector {

@@ -9,24 +9,20 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{FutureExt, StreamExt};
 use im_proto::v1::{Error as WireError, LoginOk, Pong};
-use im_proto::{
-    Accepted, AckWindow, Body, CodecError, ErrorCode, Frame, FrameCodec, ReorderBuffer,
-};
+use im_proto::{Accepted, AckWindow, Body, CodecError, ErrorCode, Frame, ReorderBuffer};
 use im_store::{hash_token, now_ms, Appended, UserId};
 use im_transfer::TransferError;
-use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
-use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::registry::Registration;
 use crate::session::{self, Delivery, Session};
+use crate::transport::Conn;
 use crate::Connector;
 
-type Conn = Framed<TcpStream, FrameCodec>;
 type SendResult = (u64, String, Result<Appended, TransferError>);
 
 /// Why a link ends, and what the client is told.
@@ -53,21 +49,21 @@ impl Close {
     fn codec(error: CodecError) -> Self {
         match error {
             CodecError::TooLarge { .. } => Close::with(ErrorCode::FrameTooLarge, error.to_string()),
-            CodecError::Malformed(_) => Close::with(ErrorCode::MalformedFrame, error.to_string()),
+            CodecError::Malformed(_) | CodecError::NotBinary(_) => {
+                Close::with(ErrorCode::MalformedFrame, error.to_string())
+            }
             CodecError::Io(_) => Close::quiet(),
         }
     }
 }
 
-/// Serves one accepted TCP link until it closes.
+/// Serves one accepted link until it closes.
 pub(crate) async fn serve(
-    stream: TcpStream,
+    mut conn: Conn,
     peer: SocketAddr,
     ctx: Arc<Connector>,
     shutdown: CancellationToken,
 ) {
-    let _ = stream.set_nodelay(true);
-    let mut conn = Framed::new(stream, FrameCodec::new(ctx.config.max_frame_bytes));
     let (user, device, token_hash) = match login(&mut conn, &ctx).await {
         Ok(who) => who,
         Err(close) => {
@@ -127,7 +123,7 @@ async fn login(conn: &mut Conn, ctx: &Connector) -> Result<(UserId, String, Stri
 async fn send_fatal(conn: &mut Conn, close: Close) {
     if let Some(code) = close.code {
         let frame = Frame::fatal(code, close.message);
-        let _ = timeout(Duration::from_secs(1), conn.send(&frame)).await;
+        let _ = timeout(Duration::from_secs(1), conn.send(frame)).await;
     }
 }
 
@@ -219,7 +215,7 @@ impl Link {
     async fn start(&mut self) -> Result<(), Close> {
         let ctx = self.ctx.clone();
         let (user, device) = (self.session.user, self.session.device.clone());
-        self.conn.feed(&Frame::ack(1)).await.map_err(Close::codec)?;
+        self.conn.feed(Frame::ack(1)).await.map_err(Close::codec)?;
         let internal = |error: &dyn std::fmt::Display| {
             tracing::error!(%error, "login failed");
             Close::with(ErrorCode::Internal, "internal error")
@@ -269,19 +265,14 @@ impl Link {
                 .window
                 .send(body, delivery, now)
                 .expect("window has room");
-            self.conn.feed(&frame).await.map_err(Close::codec)?;
+            self.conn.feed(frame).await.map_err(Close::codec)?;
         }
         self.flush().await
     }
 
     async fn flush(&mut self) -> Result<(), Close> {
         // A client that stops reading must not pin this task forever.
-        match timeout(
-            self.ctx.config.idle_timeout,
-            SinkExt::<&Frame>::flush(&mut self.conn),
-        )
-        .await
-        {
+        match timeout(self.ctx.config.idle_timeout, self.conn.flush()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Close::codec(e)),
             Err(_) => Err(Close::with(
@@ -302,7 +293,7 @@ impl Link {
             }
             Some(Body::Ping(ping)) if frame.id == 0 => {
                 let pong = Frame::new(0, Body::Pong(Pong { nonce: ping.nonce }));
-                return self.conn.feed(&pong).await.map_err(Close::codec);
+                return self.conn.feed(pong).await.map_err(Close::codec);
             }
             Some(Body::Pong(_)) if frame.id == 0 => return Ok(()),
             _ if frame.id == 0 => {
@@ -336,7 +327,7 @@ impl Link {
 
     async fn ack(&mut self) -> Result<(), Close> {
         let ack = Frame::ack(self.reorder.last_id());
-        self.conn.feed(&ack).await.map_err(Close::codec)
+        self.conn.feed(ack).await.map_err(Close::codec)
     }
 
     /// Acts on one in-order sequenced frame from the client.
@@ -433,7 +424,7 @@ impl Link {
         match self.window.poll_timeouts(Instant::now().into_std()) {
             Ok(frames) => {
                 for frame in frames {
-                    self.conn.feed(&frame).await.map_err(Close::codec)?;
+                    self.conn.feed(frame).await.map_err(Close::codec)?;
                 }
                 Ok(())
             }

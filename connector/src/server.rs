@@ -9,19 +9,29 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::transport::Conn;
 use crate::{link, Connector};
 
-/// Accepts client links on `listener` until `shutdown` is cancelled, then
-/// waits (up to the drain timeout, plus a grace second) for links to close.
-pub async fn run(listener: TcpListener, ctx: Arc<Connector>, shutdown: CancellationToken) {
+/// Where client links arrive.
+pub struct Listeners {
+    /// Length-prefixed frames over TCP.
+    pub tcp: TcpListener,
+    /// The same frames as WebSocket binary messages, if enabled.
+    pub websocket: Option<TcpListener>,
+}
+
+/// Accepts client links until `shutdown` is cancelled, then waits (up to the
+/// drain timeout, plus a grace second) for links to close.
+pub async fn run(listeners: Listeners, ctx: Arc<Connector>, shutdown: CancellationToken) {
     let tracker = TaskTracker::new();
     tracker.spawn(refresh_leases(ctx.clone(), shutdown.clone()));
     let permits = Arc::new(Semaphore::new(ctx.config.max_links));
     let mut backoff = Duration::from_millis(5);
     loop {
-        let accepted = tokio::select! {
+        let (accepted, websocket) = tokio::select! {
             _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
+            accepted = listeners.tcp.accept() => (accepted, false),
+            accepted = accept(&listeners.websocket) => (accepted, true),
         };
         match accepted {
             Ok((stream, peer)) => {
@@ -32,7 +42,22 @@ pub async fn run(listener: TcpListener, ctx: Arc<Connector>, shutdown: Cancellat
                 };
                 let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
                 tracker.spawn(async move {
-                    link::serve(stream, peer, ctx, shutdown).await;
+                    let max = ctx.config.max_frame_bytes;
+                    let conn = if websocket {
+                        // The upgrade counts against the login timeout.
+                        let upgrade = Conn::websocket(stream, max);
+                        match tokio::time::timeout(ctx.config.login_timeout, upgrade).await {
+                            Ok(Ok(conn)) => conn,
+                            Ok(Err(error)) => {
+                                tracing::debug!(%peer, %error, "websocket upgrade failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        }
+                    } else {
+                        Conn::tcp(stream, max)
+                    };
+                    link::serve(conn, peer, ctx, shutdown).await;
                     drop(permit);
                 });
             }
@@ -44,7 +69,7 @@ pub async fn run(listener: TcpListener, ctx: Arc<Connector>, shutdown: Cancellat
             }
         }
     }
-    drop(listener);
+    drop(listeners);
     tracker.close();
     let grace = ctx.config.drain_timeout + Duration::from_secs(1);
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
@@ -52,6 +77,16 @@ pub async fn run(listener: TcpListener, ctx: Arc<Connector>, shutdown: Cancellat
             links = tracker.len(),
             "links still open after drain timeout"
         );
+    }
+}
+
+/// Accepts from `listener`, or never if there is none.
+async fn accept(
+    listener: &Option<TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
     }
 }
 

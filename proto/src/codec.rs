@@ -27,6 +27,9 @@ pub enum CodecError {
     /// The payload is not a valid protobuf `Frame`.
     #[error("malformed frame: {0}")]
     Malformed(#[from] prost::DecodeError),
+    /// A WebSocket link sent something other than one binary frame.
+    #[error("not a binary frame: {0}")]
+    NotBinary(&'static str),
     /// The underlying transport failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),

@@ -20,6 +20,9 @@ pub struct Config {
     /// Address for client links (length-prefixed protobuf over TCP).
     #[arg(long, env = "IM_LINK_ADDR", default_value = "127.0.0.1:9000")]
     pub link_addr: SocketAddr,
+    /// Address for client links over WebSocket (each binary message one frame).
+    #[arg(long, env = "IM_WS_ADDR", default_value = "127.0.0.1:9001")]
+    pub ws_addr: SocketAddr,
     /// Id of this connector in user status.
     #[arg(long, env = "IM_CONNECTOR_ID", default_value = "local")]
     pub connector_id: String,
@@ -61,6 +64,8 @@ impl Config {
         config.data_dir = data_dir;
         config.http_addr = http_addr;
         config.link_addr = link_addr;
+        // Tests and embedders that pick their ports get a free WebSocket one.
+        config.ws_addr = SocketAddr::from(([127, 0, 0, 1], 0));
         config
     }
 

@@ -28,6 +28,8 @@ pub struct RunningServer {
     pub http_addr: SocketAddr,
     /// Where client links connect.
     pub link_addr: SocketAddr,
+    /// Where WebSocket client links connect.
+    pub ws_addr: SocketAddr,
     shutdown: CancellationToken,
     links: JoinHandle<()>,
     http: JoinHandle<std::io::Result<()>>,
@@ -71,6 +73,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let link_listener = TcpListener::bind(config.link_addr)
         .await
         .with_context(|| format!("binding links on {}", config.link_addr))?;
+    let ws_listener = TcpListener::bind(config.ws_addr)
+        .await
+        .with_context(|| format!("binding WebSocket links on {}", config.ws_addr))?;
+    let ws_addr = ws_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
     let link_addr = link_listener.local_addr()?;
 
@@ -85,15 +91,20 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let http = tokio::spawn(std::future::IntoFuture::into_future(
         axum::serve(http_listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()),
     ));
+    let listeners = im_connector::Listeners {
+        tcp: link_listener,
+        websocket: Some(ws_listener),
+    };
     let links = tokio::spawn(im_connector::run(
-        link_listener,
+        listeners,
         connector.clone(),
         shutdown.clone(),
     ));
-    tracing::info!(%http_addr, %link_addr, data_dir = %config.data_dir.display(), "serving");
+    tracing::info!(%http_addr, %link_addr, %ws_addr, data_dir = %config.data_dir.display(), "serving");
     Ok(RunningServer {
         http_addr,
         link_addr,
+        ws_addr,
         shutdown,
         links,
         http,

@@ -15,9 +15,10 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let server = im_server::start(config).await?;
     println!(
-        "im-server: REST on {}, links on {} (Ctrl-C to stop)",
+        "im-server: REST on {}, links on {} (WebSocket on {}) (Ctrl-C to stop)",
         server.http_url(),
-        server.link_addr
+        server.link_addr,
+        server.ws_addr
     );
     wait_for_signal().await;
     tracing::info!("shutting down");

@@ -18,7 +18,14 @@ impl Server {
     fn start(data_dir: &std::path::Path) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_im-server"))
             .args(["--data-dir", data_dir.to_str().unwrap()])
-            .args(["--http-addr", "127.0.0.1:0", "--link-addr", "127.0.0.1:0"])
+            .args([
+                "--http-addr",
+                "127.0.0.1:0",
+                "--link-addr",
+                "127.0.0.1:0",
+                "--ws-addr",
+                "127.0.0.1:0",
+            ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()

@@ -166,7 +166,7 @@ impl LinkState {
     pub(crate) fn on_codec_error(&mut self, error: CodecError) {
         let code = match error {
             CodecError::TooLarge { .. } => Some(ErrorCode::FrameTooLarge),
-            CodecError::Malformed(_) => Some(ErrorCode::MalformedFrame),
+            CodecError::Malformed(_) | CodecError::NotBinary(_) => Some(ErrorCode::MalformedFrame),
             CodecError::Io(_) => None,
         };
         let message = format!("bad input from the server: {error}");

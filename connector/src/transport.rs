@@ -1,0 +1,110 @@
+//! The two ways a client link arrives, seen by the link as one thing: a
+//! stream of decoded frames and a sink of frames to write.
+//!
+//! - TCP: 4-byte length prefix + one encoded `Frame` (`FrameCodec`).
+//! - WebSocket: each binary message is exactly one encoded `Frame` (the
+//!   message boundary replaces the prefix), for browsers.
+
+use std::pin::Pin;
+
+use futures::stream::BoxStream;
+use futures::{future, Sink, SinkExt, StreamExt};
+use im_proto::{CodecError, Frame, FrameCodec};
+use prost::Message as _;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+type FrameSink = Pin<Box<dyn Sink<Frame, Error = CodecError> + Send>>;
+
+/// One client link's frames, whatever carries them.
+pub(crate) struct Conn {
+    reader: BoxStream<'static, Result<Frame, CodecError>>,
+    writer: FrameSink,
+}
+
+impl Conn {
+    /// A plain TCP link with length-prefixed frames. The socket is split into
+    /// owned halves, so reading and writing share no lock.
+    pub(crate) fn tcp(stream: TcpStream, max_frame_bytes: usize) -> Conn {
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        Conn {
+            reader: FramedRead::new(read, FrameCodec::new(max_frame_bytes)).boxed(),
+            writer: Box::pin(FramedWrite::new(write, FrameCodec::new(max_frame_bytes))),
+        }
+    }
+
+    /// A WebSocket link (after the HTTP upgrade handshake, which the caller
+    /// bounds in time).
+    pub(crate) async fn websocket(
+        stream: TcpStream,
+        max_frame_bytes: usize,
+    ) -> Result<Conn, tungstenite::Error> {
+        let _ = stream.set_nodelay(true);
+        // Messages past the limit are refused by tungstenite before they are
+        // buffered in full; the link reports them as FRAME_TOO_LARGE.
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(max_frame_bytes))
+            .max_frame_size(Some(max_frame_bytes));
+        let ws = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await?;
+        let (sink, stream) = ws.split();
+        let reader = stream
+            .filter_map(move |message| future::ready(decode(message, max_frame_bytes)))
+            .boxed();
+        let writer = sink
+            .sink_map_err(transport_error)
+            .with(|frame: Frame| future::ready(Ok(Message::Binary(frame.encode_to_vec().into()))));
+        Ok(Conn {
+            reader,
+            writer: Box::pin(writer),
+        })
+    }
+
+    /// The next frame; `None` once the client closed the link.
+    pub(crate) async fn next(&mut self) -> Option<Result<Frame, CodecError>> {
+        self.reader.next().await
+    }
+
+    /// Queues a frame without flushing.
+    pub(crate) async fn feed(&mut self, frame: Frame) -> Result<(), CodecError> {
+        self.writer.feed(frame).await
+    }
+
+    /// Writes out everything queued.
+    pub(crate) async fn flush(&mut self) -> Result<(), CodecError> {
+        self.writer.flush().await
+    }
+
+    /// Queues and flushes one frame.
+    pub(crate) async fn send(&mut self, frame: Frame) -> Result<(), CodecError> {
+        self.writer.send(frame).await
+    }
+}
+
+/// One WebSocket message as a frame: binary messages carry frames, control
+/// messages are handled by tungstenite and skipped here, text is an error.
+fn decode(
+    message: Result<Message, tungstenite::Error>,
+    max_frame_bytes: usize,
+) -> Option<Result<Frame, CodecError>> {
+    match message {
+        Ok(Message::Binary(bytes)) => Some(Frame::decode(bytes).map_err(CodecError::from)),
+        Ok(Message::Text(_)) => Some(Err(CodecError::NotBinary("text message"))),
+        Ok(Message::Close(_)) => None,
+        Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => None,
+        Err(tungstenite::Error::Capacity(_)) => Some(Err(CodecError::TooLarge {
+            len: max_frame_bytes + 1,
+            max: max_frame_bytes,
+        })),
+        Err(error) => Some(Err(transport_error(error))),
+    }
+}
+
+fn transport_error(error: tungstenite::Error) -> CodecError {
+    match error {
+        tungstenite::Error::Io(io) => CodecError::Io(io),
+        other => CodecError::Io(std::io::Error::other(other)),
+    }
+}
