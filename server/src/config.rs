@@ -23,6 +23,21 @@ pub struct Config {
     /// Address for client links over WebSocket (each binary message one frame).
     #[arg(long, env = "IM_WS_ADDR", default_value = "127.0.0.1:9001")]
     pub ws_addr: SocketAddr,
+    /// Store in MySQL/MariaDB (`mysql://user:pass@host:port/db`) instead of
+    /// the SQLite file in the data directory.
+    #[arg(long, env = "IM_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Keep user status in Redis (`redis://host:port`) instead of in-process.
+    #[arg(long, env = "IM_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key.
+    #[arg(long, env = "IM_REDIS_PREFIX", default_value = "im")]
+    pub redis_prefix: String,
+    /// Seconds a device stays in Redis user status unless its connector
+    /// renews it (it does so every third of this).
+    #[arg(long, env = "IM_STATUS_LEASE_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(3..=3_600))]
+    pub status_lease_secs: u64,
     /// Id of this connector in user status.
     #[arg(long, env = "IM_CONNECTOR_ID", default_value = "local")]
     pub connector_id: String,
@@ -78,6 +93,7 @@ impl Config {
             login_timeout: Duration::from_secs(self.login_timeout_secs),
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             heartbeat_interval: Duration::from_secs(self.heartbeat_secs),
+            status_refresh: Duration::from_secs(self.status_lease_secs) / 3,
             ..ConnectorConfig::default()
         };
         c.ack.timeout = Duration::from_millis(self.ack_timeout_ms);

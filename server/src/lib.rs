@@ -1,5 +1,6 @@
 //! Composes the components into one process: the single-node default
-//! (SQLite file, in-process user status, in-process message log).
+//! (SQLite file, in-process user status, in-process message log), or the same
+//! process on the cluster engines' MySQL and Redis when given their URLs.
 
 mod config;
 
@@ -10,9 +11,9 @@ use anyhow::Context as _;
 use im_connector::{Connector, Registry};
 use im_offline_worker::BatchingLog;
 use im_rest_api::AppState;
-use im_store::{SqliteStore, Store};
+use im_store::{MySqlStore, SqliteStore, Store};
 use im_transfer::{Router, Transfer};
-use im_user_status::{MemoryUserStatus, UserStatus};
+use im_user_status::{MemoryUserStatus, RedisUserStatus, UserStatus};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -35,7 +36,35 @@ pub struct RunningServer {
     http: JoinHandle<std::io::Result<()>>,
     log_writer: JoinHandle<()>,
     connector: Arc<Connector>,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
+}
+
+/// The store the configuration names: MySQL if a database URL is given, else
+/// the SQLite file in the data directory.
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = &config.database_url {
+        let store = MySqlStore::connect(url)
+            .await
+            .context("connecting to the MySQL database")?;
+        return Ok(Arc::new(store));
+    }
+    let db = config.data_dir.join("im.db");
+    let store = SqliteStore::open(&db)
+        .await
+        .with_context(|| format!("opening {}", db.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// User status in Redis if a URL is given, else in-process.
+async fn open_status(config: &Config) -> anyhow::Result<Arc<dyn UserStatus>> {
+    let Some(url) = &config.redis_url else {
+        return Ok(Arc::new(MemoryUserStatus::new()));
+    };
+    let lease = std::time::Duration::from_secs(config.status_lease_secs);
+    let status = RedisUserStatus::connect(url, &config.redis_prefix, lease)
+        .await
+        .context("connecting to Redis")?;
+    Ok(Arc::new(status))
 }
 
 /// Opens the store (creating the data directory and applying migrations),
@@ -43,14 +72,8 @@ pub struct RunningServer {
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-    let db = config.data_dir.join("im.db");
-    let sqlite = Arc::new(
-        SqliteStore::open(&db)
-            .await
-            .with_context(|| format!("opening {}", db.display()))?,
-    );
-    let store: Arc<dyn Store> = sqlite.clone();
-    let status: Arc<dyn UserStatus> = Arc::new(MemoryUserStatus::new());
+    let store = open_store(&config).await?;
+    let status = open_status(&config).await?;
     let connector_config = config.connector();
     let registry = Arc::new(Registry::new(
         connector_config.connector_id.clone(),
@@ -81,7 +104,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let link_addr = link_listener.local_addr()?;
 
     let app = im_rest_api::app(AppState {
-        store,
+        store: store.clone(),
         status,
         notifier: router,
         files_dir: config.data_dir.join("files"),
@@ -110,7 +133,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         http,
         log_writer,
         connector,
-        store: sqlite,
+        store,
     })
 }
 

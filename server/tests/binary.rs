@@ -3,6 +3,10 @@
 
 mod common;
 
+fn backend() -> common::Backend {
+    common::Backend::Local
+}
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 

@@ -3,6 +3,10 @@
 
 mod common;
 
+fn backend() -> common::Backend {
+    common::Backend::Local
+}
+
 use common::client::*;
 use common::*;
 use futures::{SinkExt, StreamExt};

@@ -24,6 +24,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Everything the IM server keeps durably.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Closes the connections after the last write; the default does nothing.
+    async fn close(&self) {}
+
     // ---- accounts and tokens ----
 
     /// Creates an account. `StoreError::NameTaken` if the name is in use.

@@ -17,10 +17,80 @@ pub type Raw = Framed<TcpStream, FrameCodec>;
 /// Longest any single expected event may take before a test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Which engines the server under test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The single-node default: SQLite file and in-process user status.
+    Local,
+    /// The cluster engines: a fresh MariaDB database and Redis (with a key
+    /// prefix of its own), from `IM_TEST_MYSQL_URL` / `IM_TEST_REDIS_URL`.
+    MysqlRedis,
+}
+
 pub struct Harness {
     pub server: Option<RunningServer>,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
+    config: Config,
+    database: Option<TestDatabase>,
+}
+
+/// A MariaDB database made for one test and dropped after it.
+struct TestDatabase {
+    server_url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    async fn create() -> TestDatabase {
+        let server_url = std::env::var("IM_TEST_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+        let name = format!("im_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = <sqlx::MySqlConnection as sqlx::Connection>::connect(&server_url)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("MariaDB at {server_url} is required (scripts/ensure-mariadb.sh): {e}")
+            });
+        sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE `{name}`").as_str())
+            .await
+            .unwrap();
+        TestDatabase { server_url, name }
+    }
+
+    fn url(&self) -> String {
+        format!("{}/{}", self.server_url.trim_end_matches('/'), self.name)
+    }
+
+    /// Drops the database from a thread of its own, so it also works from
+    /// `Drop` inside the test's runtime.
+    fn drop_now(&self) {
+        let (url, name) = (self.server_url.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let drop = async {
+                    let mut conn = <sqlx::MySqlConnection as sqlx::Connection>::connect(&url).await?;
+                    // The server may still hold a transaction open (a test can
+                    // end mid-flight); its locks would hold up the DROP.
+                    let ids: Vec<i64> = sqlx::query_scalar(
+                        "SELECT CAST(id AS SIGNED) FROM information_schema.processlist WHERE db = ?",
+                    )
+                    .bind(&name)
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                    for id in ids {
+                        let _ = sqlx::Executor::execute(&mut conn, format!("KILL {id}").as_str()).await;
+                    }
+                    sqlx::Executor::execute(&mut conn, format!("DROP DATABASE IF EXISTS `{name}`").as_str())
+                        .await
+                        .map(|_| ())
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(10), drop).await;
+            });
+        })
+        .join();
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -42,13 +112,32 @@ impl Harness {
             "127.0.0.1:0".parse().unwrap(),
             "127.0.0.1:0".parse().unwrap(),
         );
+        let mut database = None;
+        if crate::backend() == Backend::MysqlRedis {
+            let db = TestDatabase::create().await;
+            config.database_url = Some(db.url());
+            config.redis_url = Some(
+                std::env::var("IM_TEST_REDIS_URL")
+                    .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            );
+            config.redis_prefix = format!("imtest-{}", uuid::Uuid::new_v4().simple());
+            database = Some(db);
+        }
         tune(&mut config);
-        let server = im_server::start(config).await.unwrap();
+        let server = im_server::start(config.clone()).await.unwrap();
         Harness {
             server: Some(server),
             dir,
             http: reqwest::Client::new(),
+            config,
+            database,
         }
+    }
+
+    /// Starts the server again on the same data (after `stop`).
+    pub async fn restart(&mut self) {
+        assert!(self.server.is_none(), "stop the server first");
+        self.server = Some(im_server::start(self.config.clone()).await.unwrap());
     }
 
     pub fn server(&self) -> &RunningServer {
@@ -197,14 +286,14 @@ impl Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
-        if self.server.is_some() {
-            // Tests normally call stop(); a panicking test still must not leave
-            // a listener behind in this process.
-            if let Some(server) = self.server.take() {
-                if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                    handle.spawn(server.shutdown());
-                }
+        // Tests may end without stop(); the listeners must not outlive them.
+        if let Some(server) = self.server.take() {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(server.shutdown());
             }
+        }
+        if let Some(db) = &self.database {
+            db.drop_now();
         }
     }
 }

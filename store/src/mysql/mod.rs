@@ -134,6 +134,10 @@ async fn begin_snapshot(pool: &MySqlPool) -> sqlx::Result<Transaction<'static, M
 
 #[async_trait]
 impl Store for MySqlStore {
+    async fn close(&self) {
+        MySqlStore::close(self).await
+    }
+
     async fn create_user(&self, name: &str, password_hash: &str) -> StoreResult<User> {
         accounts::create_user(&self.pool, name, password_hash).await
     }

@@ -100,6 +100,10 @@ async fn begin_write(writer: &SqlitePool) -> sqlx::Result<Transaction<'static, S
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn close(&self) {
+        SqliteStore::close(self).await
+    }
+
     async fn create_user(&self, name: &str, password_hash: &str) -> StoreResult<User> {
         accounts::create_user(&self.writer, name, password_hash).await
     }
