@@ -32,8 +32,10 @@ start() {
     install
     mkdir -p "$run"
     if ! answering; then
-        "$tansu" broker --listener-url "$url" --advertised-listener-url "$url" \
-            --storage-engine "sqlite://$run/broker.db" >"$run/broker.log" 2>&1 &
+        # tansu reads the path of a sqlite:// URL relative to its working
+        # directory, so it runs from the run directory.
+        (cd "$run" && exec "$tansu" broker --listener-url "$url" --advertised-listener-url "$url" \
+            --storage-engine "sqlite://broker.db" >broker.log 2>&1) &
         echo $! >"$run/broker.pid"
         for _ in $(seq 1 100); do
             answering && break
