@@ -106,28 +106,37 @@ async fn write_batches(
     // One wakeup takes everything already queued: under load batches grow and
     // the cost of a commit (an fsync) is shared by many messages.
     while rx.recv_many(&mut requests, max_batch).await > 0 {
-        let messages: Vec<NewMessage> = requests.iter().map(|(s, _)| s.message.clone()).collect();
+        // The messages move into the batch; their senders' devices and reply
+        // channels stay beside it, in the same order.
+        let (messages, waiting): (Vec<NewMessage>, Vec<_>) = requests
+            .drain(..)
+            .map(|(s, done)| (s.message, (s.origin_device, done)))
+            .unzip();
         match store.append_messages(&messages).await {
             Ok(appended) => {
-                let committed: Vec<Committed> = requests
-                    .iter()
+                let (committed, replies): (Vec<Committed>, Vec<_>) = messages
+                    .into_iter()
+                    .zip(waiting)
                     .zip(appended)
-                    .map(|((s, _), appended)| Committed {
-                        from_user: s.message.from_user,
-                        origin_device: s.origin_device.clone(),
-                        recipients: s.message.recipients.clone(),
-                        appended,
+                    .map(|((message, (origin_device, done)), appended)| {
+                        let c = Committed {
+                            from_user: message.from_user,
+                            origin_device,
+                            recipients: message.recipients,
+                            appended,
+                        };
+                        (c, done)
                     })
-                    .collect();
+                    .unzip();
                 listener.committed(&committed).await;
-                for ((_, done), c) in requests.drain(..).zip(committed) {
+                for (c, done) in committed.into_iter().zip(replies) {
                     let _ = done.send(Ok(c.appended));
                 }
             }
             Err(error) => {
-                tracing::error!(%error, batch = requests.len(), "append failed");
+                tracing::error!(%error, batch = waiting.len(), "append failed");
                 let error = LogError::Store(error.to_string());
-                for (_, done) in requests.drain(..) {
+                for (_, done) in waiting {
                     let _ = done.send(Err(error.clone()));
                 }
             }

@@ -94,7 +94,7 @@ pub async fn create_request(
     };
     state
         .notifier
-        .notify(to.id, Body::FriendRequest(event))
+        .notify(&[to.id], Body::FriendRequest(event))
         .await;
     Ok((StatusCode::CREATED, Json(request)))
 }
@@ -164,7 +164,7 @@ async fn answer(
     };
     state
         .notifier
-        .notify(resolved.from_user, Body::FriendEvent(event))
+        .notify(&[resolved.from_user], Body::FriendEvent(event))
         .await;
     Ok(Json(resolved))
 }
@@ -216,7 +216,7 @@ pub async fn remove(
     };
     state
         .notifier
-        .notify(friend, Body::FriendEvent(event))
+        .notify(&[friend], Body::FriendEvent(event))
         .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -61,9 +61,8 @@ impl AppState {
         users: impl IntoIterator<Item = UserId>,
         event: im_proto::Body,
     ) {
-        for user in users {
-            self.notifier.notify(user, event.clone()).await;
-        }
+        let users: Vec<UserId> = users.into_iter().collect();
+        self.notifier.notify(&users, event).await;
     }
 }
 

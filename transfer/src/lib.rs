@@ -159,8 +159,7 @@ impl TransferApi for Transfer {
             user_id: user,
             online,
         });
-        for friend in friends {
-            self.router.notify(friend.user_id, event.clone()).await;
-        }
+        let friends: Vec<UserId> = friends.iter().map(|f| f.user_id).collect();
+        self.router.notify(&friends, event).await;
     }
 }

@@ -8,8 +8,9 @@ use im_store::UserId;
 /// changes, presence, and forced logout.
 #[async_trait]
 pub trait Notifier: Send + Sync + 'static {
-    /// Pushes `event` to every online device of `user` (dropped if none).
-    async fn notify(&self, user: UserId, event: Body);
+    /// Pushes `event` to every online device of each of `users` (dropped
+    /// for those with none), with one user-status look-up for all of them.
+    async fn notify(&self, users: &[UserId], event: Body);
     /// Closes every link of `user` that logged in with the token whose hash
     /// is `token_hash` (see `im_store::hash_token`).
     async fn revoke(&self, user: UserId, token_hash: &str);

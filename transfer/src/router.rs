@@ -24,8 +24,9 @@ impl Router {
         Router { status, connectors }
     }
 
-    /// Pushes to every online device of each user (one status round trip).
-    async fn fan_out(&self, users: &[UserId], push: impl Fn(UserId) -> Option<Push>) {
+    /// Pushes `push(i)` to every online device of `users[i]`, with one status
+    /// round trip for all of them.
+    async fn fan_out(&self, users: &[UserId], push: impl Fn(usize) -> Push) {
         let located = match self.status.lookup_many(users).await {
             Ok(located) => located,
             Err(error) => {
@@ -34,23 +35,23 @@ impl Router {
                 return;
             }
         };
-        for (user, devices) in users.iter().zip(located) {
+        for (i, (user, devices)) in users.iter().zip(located).enumerate() {
             for loc in devices {
-                if let Some(p) = push(*user) {
-                    self.connectors.push(&loc.connector, *user, &loc.device, p);
-                }
+                self.connectors
+                    .push(&loc.connector, *user, &loc.device, push(i));
             }
         }
     }
 
     /// Sends receipts to every online device of their message's sender.
     pub async fn route_receipts(&self, receipts: Vec<ReceiptRecord>) {
-        for receipt in receipts {
-            let to = receipt.to_user;
-            let receipt = Arc::new(receipt);
-            self.fan_out(&[to], |_| Some(Push::Receipt(receipt.clone())))
-                .await;
+        if receipts.is_empty() {
+            return;
         }
+        let senders: Vec<UserId> = receipts.iter().map(|r| r.to_user).collect();
+        let receipts: Vec<Arc<ReceiptRecord>> = receipts.into_iter().map(Arc::new).collect();
+        self.fan_out(&senders, |i| Push::Receipt(receipts[i].clone()))
+            .await;
     }
 }
 
@@ -64,11 +65,9 @@ impl CommitListener for Router {
             let mut users = Vec::with_capacity(c.recipients.len() + 1);
             users.push(c.from_user);
             users.extend(c.recipients.iter().copied().filter(|u| *u != c.from_user));
-            self.fan_out(&users, |_| {
-                Some(Push::Message {
-                    message: message.clone(),
-                    origin_device: origin.clone(),
-                })
+            self.fan_out(&users, |_| Push::Message {
+                message: message.clone(),
+                origin_device: origin.clone(),
             })
             .await;
         }
@@ -77,18 +76,15 @@ impl CommitListener for Router {
 
 #[async_trait]
 impl Notifier for Router {
-    async fn notify(&self, user: UserId, event: Body) {
+    async fn notify(&self, users: &[UserId], event: Body) {
         let event = Arc::new(event);
-        self.fan_out(&[user], |_| Some(Push::Event(event.clone())))
-            .await;
+        self.fan_out(users, |_| Push::Event(event.clone())).await;
     }
 
     async fn revoke(&self, user: UserId, token_hash: &str) {
         let token_hash: Arc<str> = token_hash.into();
-        self.fan_out(&[user], |_| {
-            Some(Push::Revoke {
-                token_hash: token_hash.clone(),
-            })
+        self.fan_out(&[user], |_| Push::Revoke {
+            token_hash: token_hash.clone(),
         })
         .await;
     }

@@ -32,8 +32,9 @@ pub struct RecordingNotifier {
 
 #[async_trait]
 impl Notifier for RecordingNotifier {
-    async fn notify(&self, user: UserId, event: Event) {
-        self.events.lock().unwrap().push((user, event));
+    async fn notify(&self, users: &[UserId], event: Event) {
+        let mut events = self.events.lock().unwrap();
+        events.extend(users.iter().map(|user| (*user, event.clone())));
     }
 
     async fn revoke(&self, user: UserId, token_hash: &str) {
