@@ -24,7 +24,9 @@ pub struct Listeners {
 /// drain timeout, plus a grace second) for links to close.
 pub async fn run(listeners: Listeners, ctx: Arc<Connector>, shutdown: CancellationToken) {
     let tracker = TaskTracker::new();
-    tracker.spawn(refresh_leases(ctx.clone(), shutdown.clone()));
+    if ctx.status.leases() {
+        tracker.spawn(refresh_leases(ctx.clone(), shutdown.clone()));
+    }
     let permits = Arc::new(Semaphore::new(ctx.config.max_links));
     let mut backoff = Duration::from_millis(5);
     loop {

@@ -103,12 +103,7 @@ impl Session {
         }
         let synced = messages.len() as u32;
         for m in messages.into_values() {
-            let sent = self.sent.entry(m.conversation_id.clone()).or_insert(0);
-            *sent = (*sent).max(m.seq);
-            self.queue.push_back((
-                Body::Message(chat_message(&m, true)),
-                Delivery::Message(delivered(&m)),
-            ));
+            self.push_message(&m, true);
         }
         for (r, row) in receipts {
             self.queue
@@ -216,12 +211,17 @@ impl Session {
         }
     }
 
+    /// Queues a message unless this device already has it (by seq).
     fn queue_message(&mut self, m: &StoredMessage, offline: bool) {
-        let sent = self.sent.entry(m.conversation_id.clone()).or_insert(0);
-        if m.seq <= *sent {
-            return;
+        if m.seq > self.sent.get(&m.conversation_id).copied().unwrap_or(0) {
+            self.push_message(m, offline);
         }
-        *sent = m.seq;
+    }
+
+    /// Queues a message and raises the conversation's "sent up to" mark.
+    fn push_message(&mut self, m: &StoredMessage, offline: bool) {
+        let sent = self.sent.entry(m.conversation_id.clone()).or_insert(0);
+        *sent = (*sent).max(m.seq);
         self.queue.push_back((
             Body::Message(chat_message(m, offline)),
             Delivery::Message(delivered(m)),

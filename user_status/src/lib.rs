@@ -52,6 +52,11 @@ pub trait UserStatus: Send + Sync + 'static {
     async fn lookup(&self, user: UserId) -> Result<Vec<DeviceLocation>, StatusError>;
     /// The online devices of each of `users`, in the same order, in one round trip.
     async fn lookup_many(&self, users: &[UserId]) -> Result<Vec<Vec<DeviceLocation>>, StatusError>;
+    /// True if entries expire unless `refresh`ed (so connectors must renew
+    /// them); false for backends that live and die with the process.
+    fn leases(&self) -> bool {
+        false
+    }
     /// Extends the lease of devices still held by `connector`, so a dead
     /// connector's devices expire. Backends without expiry ignore it.
     async fn refresh(

@@ -175,6 +175,10 @@ impl UserStatus for RedisUserStatus {
             .collect())
     }
 
+    fn leases(&self) -> bool {
+        true
+    }
+
     async fn refresh(
         &self,
         connector: &str,

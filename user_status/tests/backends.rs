@@ -80,6 +80,8 @@ async fn lookup_many_answers_in_input_order() {
 #[tokio::test]
 async fn redis_entries_expire_unless_refreshed() {
     let s = redis(Duration::from_millis(300)).await;
+    assert!(s.leases(), "Redis entries must be renewed by connectors");
+    assert!(!MemoryUserStatus::new().leases());
     s.online(1, "phone", "c1").await.unwrap();
     s.online(2, "phone", "dead").await.unwrap();
     // Keep c1's device alive past the lease; let the dead connector's lapse.
