@@ -4,12 +4,13 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use im_proto::v1::{self, ChatMessage, ContentType, Receipt, ReceiptKind as WireKind, SyncDone};
+use im_proto::v1::{Receipt, ReceiptKind as WireKind, SyncDone};
 use im_proto::{Body, ErrorCode};
 use im_store::{
-    DeliveredMessage, OfflineItem, OfflineKey, ReceiptKind, ReceiptRecord, Store, StoreResult,
-    StoredMessage, UserId,
+    DeliveredMessage, OfflineItem, OfflineKey, ReceiptRecord, Store, StoreResult, StoredMessage,
+    UserId,
 };
+use im_transfer::wire::{self, chat_message};
 use im_transfer::Push;
 
 /// What a frame sent to the device carried, so its ack can be acted on.
@@ -280,43 +281,8 @@ fn delivered(m: &StoredMessage) -> DeliveredMessage {
     }
 }
 
-/// The wire form of a stored message.
-pub(crate) fn chat_message(m: &StoredMessage, offline: bool) -> ChatMessage {
-    ChatMessage {
-        msg_id: m.msg_id,
-        conversation_id: m.conversation_id.clone(),
-        seq: m.seq,
-        from_user: m.from_user,
-        to_user: m.to_user,
-        to_group: m.to_group,
-        client_msg_id: m.client_msg_id.clone(),
-        content_type: ContentType::try_from(m.content_type).unwrap_or(ContentType::Text) as i32,
-        text: m.text.clone(),
-        file: m.file.as_ref().map(|f| v1::FileRef {
-            file_id: f.file_id.clone(),
-            name: f.name.clone(),
-            mime: f.mime.clone(),
-            size: f.size,
-        }),
-        sent_at_ms: m.sent_at_ms,
-        offline,
-    }
-}
-
 fn receipt_body(r: &ReceiptRecord) -> Body {
-    let kind = match r.kind {
-        ReceiptKind::Delivered => WireKind::Delivered,
-        ReceiptKind::Read => WireKind::Read,
-    };
-    Body::Receipt(Receipt {
-        kind: kind as i32,
-        msg_id: r.msg_id,
-        conversation_id: r.conversation_id.clone(),
-        seq: r.seq,
-        client_msg_id: r.client_msg_id.clone(),
-        by_user: r.by_user,
-        at_ms: r.at_ms,
-    })
+    Body::Receipt(wire::receipt(r))
 }
 
 /// The SENT receipt answering a send.
@@ -335,6 +301,7 @@ pub(crate) fn sent_receipt(m: &StoredMessage) -> Body {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use im_proto::v1::ContentType;
 
     fn stored(conv: &str, seq: u64, from: UserId) -> StoredMessage {
         StoredMessage {

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::{Body, Frame};
+use crate::{Frame, LinkFrame};
 
 /// Tuning of an [`AckWindow`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,23 +50,24 @@ pub struct RetryLimitExceeded {
 pub struct WindowFull;
 
 #[derive(Debug)]
-struct InFlight<M> {
-    frame: Frame,
+struct InFlight<M, F> {
+    frame: F,
     meta: M,
     retransmits: u32,
     deadline: Instant,
 }
 
 /// Sent-but-unacked frames of one link, each with caller data `M` (what the
-/// frame carried, so an ack can be turned into a delivery).
+/// frame carried, so an ack can be turned into a delivery). Client links
+/// number `Frame`s; internal links number `internal::Envelope`s.
 #[derive(Debug)]
-pub struct AckWindow<M> {
+pub struct AckWindow<M, F = Frame> {
     config: AckConfig,
     next_id: u64,
-    in_flight: VecDeque<InFlight<M>>,
+    in_flight: VecDeque<InFlight<M, F>>,
 }
 
-impl<M> AckWindow<M> {
+impl<M, F: LinkFrame> AckWindow<M, F> {
     /// An empty window; the first frame gets id 1.
     pub fn new(config: AckConfig) -> Self {
         AckWindow {
@@ -98,11 +99,11 @@ impl<M> AckWindow<M> {
 
     /// Numbers `body` with the next id and keeps a copy until it is acked.
     /// Returns the frame to write.
-    pub fn send(&mut self, body: Body, meta: M, now: Instant) -> Result<Frame, WindowFull> {
+    pub fn send(&mut self, body: F::Body, meta: M, now: Instant) -> Result<F, WindowFull> {
         if self.is_full() {
             return Err(WindowFull);
         }
-        let frame = Frame::new(self.next_id, body);
+        let frame = F::numbered(self.next_id, body);
         self.next_id += 1;
         self.in_flight.push_back(InFlight {
             frame: frame.clone(),
@@ -120,7 +121,7 @@ impl<M> AckWindow<M> {
         if id >= self.next_id {
             return done;
         }
-        while self.in_flight.front().is_some_and(|f| f.frame.id <= id) {
+        while self.in_flight.front().is_some_and(|f| f.frame.id() <= id) {
             if let Some(f) = self.in_flight.pop_front() {
                 done.push(f.meta);
             }
@@ -136,12 +137,12 @@ impl<M> AckWindow<M> {
     /// Frames whose timeout passed, to be written again, each with its
     /// backoff doubled. Fails once a frame has used up its retries: the link
     /// must then be closed.
-    pub fn poll_timeouts(&mut self, now: Instant) -> Result<Vec<Frame>, RetryLimitExceeded> {
+    pub fn poll_timeouts(&mut self, now: Instant) -> Result<Vec<F>, RetryLimitExceeded> {
         let mut due = Vec::new();
         for f in self.in_flight.iter_mut().filter(|f| f.deadline <= now) {
             if f.retransmits >= self.config.max_retries {
                 return Err(RetryLimitExceeded {
-                    id: f.frame.id,
+                    id: f.frame.id(),
                     attempts: f.retransmits,
                 });
             }
@@ -172,6 +173,7 @@ fn backoff(config: &AckConfig, retransmits: u32) -> Duration {
 mod tests {
     use super::*;
     use crate::v1::Ping;
+    use crate::Body;
 
     fn body(n: u64) -> Body {
         Body::Ping(Ping { nonce: n })

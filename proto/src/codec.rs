@@ -2,11 +2,12 @@
 //! encoded `Frame`. Split and merged packets are handled by the buffering of
 //! `tokio_util::codec::Framed`; this codec only looks at complete frames.
 
+use std::marker::PhantomData;
+
 use bytes::{Buf, BufMut, BytesMut};
-use prost::Message;
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::Frame;
+use crate::{Frame, LinkFrame};
 
 /// Default upper bound on one frame's payload (64 KiB).
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024;
@@ -41,16 +42,29 @@ pub enum CodecError {
 /// consumes the header and keeps it as hidden state, so an oversized frame
 /// would surface only as an opaque I/O error. Reading the 4 bytes ourselves is
 /// as short and reports `TooLarge` before any of the payload is buffered.
+///
+/// Client links carry `Frame`s (the default); internal links between the
+/// cluster's processes carry `internal::Envelope`s with the same framing.
 #[derive(Debug)]
-pub struct FrameCodec {
+pub struct FrameCodec<F = Frame> {
     max: usize,
+    frame: PhantomData<fn() -> F>,
 }
 
 impl FrameCodec {
-    /// A codec that rejects frames larger than `max_frame_bytes`.
+    /// A client-link codec that rejects frames larger than `max_frame_bytes`.
     pub fn new(max_frame_bytes: usize) -> Self {
+        FrameCodec::limited(max_frame_bytes)
+    }
+}
+
+impl<F> FrameCodec<F> {
+    /// A codec for frames of type `F` that rejects those larger than
+    /// `max_frame_bytes`.
+    pub fn limited(max_frame_bytes: usize) -> Self {
         FrameCodec {
             max: max_frame_bytes,
+            frame: PhantomData,
         }
     }
 
@@ -66,11 +80,11 @@ impl Default for FrameCodec {
     }
 }
 
-impl Decoder for FrameCodec {
-    type Item = Frame;
+impl<F: LinkFrame> Decoder for FrameCodec<F> {
+    type Item = F;
     type Error = CodecError;
 
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<F>, CodecError> {
         if src.len() < HEADER_BYTES {
             return Ok(None);
         }
@@ -84,22 +98,22 @@ impl Decoder for FrameCodec {
         }
         src.advance(HEADER_BYTES);
         let payload = src.split_to(len).freeze();
-        Ok(Some(Frame::decode(payload)?))
+        Ok(Some(F::decode(payload)?))
     }
 }
 
-impl Encoder<Frame> for FrameCodec {
+impl<F: LinkFrame> Encoder<F> for FrameCodec<F> {
     type Error = CodecError;
 
-    fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), CodecError> {
+    fn encode(&mut self, frame: F, dst: &mut BytesMut) -> Result<(), CodecError> {
         self.encode(&frame, dst)
     }
 }
 
-impl Encoder<&Frame> for FrameCodec {
+impl<F: LinkFrame> Encoder<&F> for FrameCodec<F> {
     type Error = CodecError;
 
-    fn encode(&mut self, frame: &Frame, dst: &mut BytesMut) -> Result<(), CodecError> {
+    fn encode(&mut self, frame: &F, dst: &mut BytesMut) -> Result<(), CodecError> {
         let len = frame.encoded_len();
         if len > self.max {
             return Err(CodecError::TooLarge { len, max: self.max });

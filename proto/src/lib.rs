@@ -14,6 +14,54 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/im.v1.rs"));
 }
 
+/// Generated protobuf types of package `im.internal.v1`: the links between
+/// the cluster's processes and the Kafka record of a message.
+pub mod internal {
+    /// The generated module (nested as prost's cross-package paths expect).
+    #[allow(missing_docs, clippy::all)]
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/im.internal.v1.rs"));
+    }
+    pub use v1::*;
+}
+
+/// A frame type a link numbers, acknowledges and retransmits.
+pub trait LinkFrame: prost::Message + Default + Clone {
+    /// What a frame carries besides its id.
+    type Body;
+    /// A frame with sequence id `id`.
+    fn numbered(id: u64, body: Self::Body) -> Self;
+    /// The frame's sequence id (0 for unsequenced frames).
+    fn id(&self) -> u64;
+}
+
+impl LinkFrame for Frame {
+    type Body = Body;
+
+    fn numbered(id: u64, body: Body) -> Self {
+        Frame::new(id, body)
+    }
+
+    fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl LinkFrame for internal::Envelope {
+    type Body = internal::envelope::Body;
+
+    fn numbered(id: u64, body: Self::Body) -> Self {
+        internal::Envelope {
+            id,
+            body: Some(body),
+        }
+    }
+
+    fn id(&self) -> u64 {
+        self.id
+    }
+}
+
 pub use ack_window::{AckConfig, AckWindow, RetryLimitExceeded, WindowFull};
 pub use codec::{CodecError, FrameCodec, DEFAULT_MAX_FRAME_BYTES};
 pub use reorder::{Accepted, ReorderBuffer};

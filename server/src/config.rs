@@ -7,10 +7,50 @@ use std::time::Duration;
 use clap::Parser;
 use im_connector::ConnectorConfig;
 
-/// The IM server: REST API and client links in one process, data in SQLite.
+/// Which component(s) a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Everything in one process: the single-node default.
+    All,
+    /// Client links; reaches the transfers over internal links.
+    Connector,
+    /// Routes messages between connectors and writes them to Kafka.
+    Transfer,
+    /// The HTTP/JSON API.
+    RestApi,
+    /// Consumes Kafka and writes MySQL.
+    OfflineWorker,
+}
+
+/// The IM server: REST API and client links in one process, data in SQLite;
+/// or, with `--role`, one component of a cluster on MySQL, Redis and Kafka.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "im-server", version, about)]
 pub struct Config {
+    /// What this process runs. Every role but `all` needs --database-url;
+    /// see docs/DESIGN.md for what else each one needs.
+    #[arg(long, env = "IM_ROLE", value_enum, default_value = "all")]
+    pub role: Role,
+    /// Where a transfer listens for internal links.
+    #[arg(long, env = "IM_TRANSFER_ADDR", default_value = "127.0.0.1:9100")]
+    pub transfer_addr: SocketAddr,
+    /// The transfers a connector, REST API or offline worker links to
+    /// (comma-separated host:port; names are resolved at each connect).
+    #[arg(long, env = "IM_TRANSFERS", value_delimiter = ',', value_parser = parse_host_port)]
+    pub transfers: Vec<String>,
+    /// Kafka bootstrap servers (host:port,...) for transfers and workers.
+    #[arg(long, env = "IM_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// The topic messages go through.
+    #[arg(long, env = "IM_KAFKA_TOPIC", default_value = "im.messages")]
+    pub kafka_topic: String,
+    /// Partitions the topic is created with if it does not exist.
+    #[arg(long, env = "IM_KAFKA_PARTITIONS", default_value_t = 16,
+          value_parser = clap::value_parser!(i32).range(1..=1024))]
+    pub kafka_partitions: i32,
+    /// The offline workers' consumer group.
+    #[arg(long, env = "IM_KAFKA_GROUP", default_value = "im-offline-worker")]
+    pub kafka_group: String,
     /// Directory for the SQLite database and uploaded files (created if missing).
     #[arg(long, env = "IM_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -72,7 +112,56 @@ pub struct Config {
     pub max_upload_bytes: usize,
 }
 
+/// A `host:port` with a valid port (the host is resolved when connecting).
+fn parse_host_port(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok(s.to_owned())
+        }
+        _ => Err(format!("{s:?} is not host:port")),
+    }
+}
+
 impl Config {
+    /// Checks that the role has the engines it needs; the error names the
+    /// missing flag.
+    pub fn validate(&self) -> Result<(), String> {
+        let need = |ok: bool, what: &str| {
+            if ok {
+                Ok(())
+            } else {
+                let role = clap::ValueEnum::to_possible_value(&self.role)
+                    .map(|v| v.get_name().to_owned())
+                    .unwrap_or_default();
+                Err(format!("--role {role} needs {what}"))
+            }
+        };
+        if self.role == Role::All {
+            return Ok(());
+        }
+        need(self.database_url.is_some(), "--database-url (MySQL)")?;
+        match self.role {
+            Role::All => Ok(()),
+            Role::Connector => {
+                need(self.redis_url.is_some(), "--redis-url")?;
+                need(!self.transfers.is_empty(), "--transfers")
+            }
+            Role::Transfer => {
+                need(self.redis_url.is_some(), "--redis-url")?;
+                need(self.kafka_brokers.is_some(), "--kafka-brokers")
+            }
+            Role::RestApi => {
+                need(self.redis_url.is_some(), "--redis-url")?;
+                need(!self.transfers.is_empty(), "--transfers")
+            }
+            Role::OfflineWorker => {
+                need(self.kafka_brokers.is_some(), "--kafka-brokers")?;
+                need(!self.transfers.is_empty(), "--transfers")
+            }
+        }
+    }
+
     /// Defaults for everything, serving from `data_dir` on the given addresses.
     pub fn new(data_dir: PathBuf, http_addr: SocketAddr, link_addr: SocketAddr) -> Self {
         let mut config = Config::parse_from(["im-server"]);

@@ -3,6 +3,7 @@
 //! process on the cluster engines' MySQL and Redis when given their URLs.
 
 mod config;
+mod node;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,10 +19,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use config::Config;
+pub use config::{Config, Role};
+pub use node::{start_node, RunningNode};
 
 /// Upper bound on each stage of shutdown.
-const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+pub(crate) const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// A started server. Dropping it without `shutdown` leaves tasks running.
 pub struct RunningServer {
@@ -41,7 +43,7 @@ pub struct RunningServer {
 
 /// The store the configuration names: MySQL if a database URL is given, else
 /// the SQLite file in the data directory.
-async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(url) = &config.database_url {
         let store = MySqlStore::connect(url)
             .await
@@ -56,7 +58,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 /// User status in Redis if a URL is given, else in-process.
-async fn open_status(config: &Config) -> anyhow::Result<Arc<dyn UserStatus>> {
+pub(crate) async fn open_status(config: &Config) -> anyhow::Result<Arc<dyn UserStatus>> {
     let Some(url) = &config.redis_url else {
         return Ok(Arc::new(MemoryUserStatus::new()));
     };

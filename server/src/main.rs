@@ -2,7 +2,7 @@
 //! SIGTERM, then shut down in order.
 
 use clap::Parser;
-use im_server::Config;
+use im_server::{Config, Role};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -13,6 +13,28 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = Config::parse();
+    if let Err(message) = config.validate() {
+        eprintln!("im-server: {message}");
+        std::process::exit(2);
+    }
+    if config.role != Role::All {
+        let node = im_server::start_node(config).await?;
+        let addr = |what: &str, a: Option<std::net::SocketAddr>| {
+            a.map(|a| format!(" {what} {a}")).unwrap_or_default()
+        };
+        println!(
+            "im-server: {:?} up:{}{}{}{} (Ctrl-C to stop)",
+            node.role,
+            addr("REST on", node.http_addr),
+            addr("links on", node.link_addr),
+            addr("WebSocket on", node.ws_addr),
+            addr("internal links on", node.transfer_addr),
+        );
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        node.shutdown().await;
+        return Ok(());
+    }
     let server = im_server::start(config).await?;
     println!(
         "im-server: REST on {}, links on {} (WebSocket on {}) (Ctrl-C to stop)",

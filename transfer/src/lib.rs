@@ -4,15 +4,17 @@
 //! device (found in user status). Offline recipients need nothing more: the
 //! message log stored their offline rows with the message.
 
+pub mod cluster;
 mod notifier;
 mod push;
 mod router;
 mod send;
+pub mod wire;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use im_offline_worker::MessageLog;
+use im_offline_worker::{MessageLog, Submission};
 use im_proto::v1::{PresenceEvent, SendMessage};
 use im_proto::{Body, ErrorCode};
 use im_store::{DeliveredMessage, OfflineKey, Store, StoreError, UserId};
@@ -87,7 +89,7 @@ pub trait TransferApi: Send + Sync + 'static {
 /// The transfer of one process.
 pub struct Transfer {
     store: Arc<dyn Store>,
-    log: Arc<dyn MessageLog>,
+    log: Option<Arc<dyn MessageLog>>,
     router: Arc<Router>,
 }
 
@@ -95,7 +97,32 @@ impl Transfer {
     /// A transfer over a store, a message log and a router. The log must
     /// report its commits to the same router.
     pub fn new(store: Arc<dyn Store>, log: Arc<dyn MessageLog>, router: Arc<Router>) -> Self {
-        Transfer { store, log, router }
+        Transfer {
+            store,
+            log: Some(log),
+            router,
+        }
+    }
+
+    /// A cluster transfer: submits arrive over internal links and go to
+    /// Kafka (`cluster::TransferService`), so `submit` is refused here.
+    pub fn without_log(store: Arc<dyn Store>, router: Arc<Router>) -> Self {
+        Transfer {
+            store,
+            log: None,
+            router,
+        }
+    }
+
+    /// Validates `send` from `device` of `user` and checks that the user may
+    /// write to its target; returns what goes into the message log.
+    pub async fn check(
+        &self,
+        user: UserId,
+        device: &str,
+        send: SendMessage,
+    ) -> Result<Submission, TransferError> {
+        send::check(self.store.as_ref(), user, device, send).await
     }
 
     /// The router, which also serves as the `Notifier` for the REST API.
@@ -112,9 +139,14 @@ impl TransferApi for Transfer {
         device: &str,
         send: SendMessage,
     ) -> Result<PendingSend, TransferError> {
-        let submission = send::check(self.store.as_ref(), user, device, send).await?;
-        let pending = self
-            .log
+        let submission = self.check(user, device, send).await?;
+        let log = self.log.as_ref().ok_or_else(|| {
+            TransferError::new(
+                ErrorCode::Internal,
+                "this transfer takes submits over internal links",
+            )
+        })?;
+        let pending = log
             .submit(submission)
             .await
             .map_err(|e| TransferError::new(ErrorCode::ShuttingDown, e.to_string()))?;

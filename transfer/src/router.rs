@@ -24,6 +24,11 @@ impl Router {
         Router { status, connectors }
     }
 
+    /// Where devices are.
+    pub fn status(&self) -> &Arc<dyn UserStatus> {
+        &self.status
+    }
+
     /// Pushes `push(i)` to every online device of `users[i]`, with one status
     /// round trip for all of them.
     async fn fan_out(&self, users: &[UserId], push: impl Fn(usize) -> Push) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use im_proto::v1::{Login, SendMessage};
 use im_proto::{Body, ErrorCode, Frame, FrameCodec};
-use im_server::{Config, RunningServer};
+use im_server::{start_node, Config, Role, RunningNode, RunningServer};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
@@ -25,10 +25,101 @@ pub enum Backend {
     /// The cluster engines: a fresh MariaDB database and Redis (with a key
     /// prefix of its own), from `IM_TEST_MYSQL_URL` / `IM_TEST_REDIS_URL`.
     MysqlRedis,
+    /// The cluster's processes (two transfers, two connectors, a REST API
+    /// and an offline worker; here as tasks of the test process) on MariaDB,
+    /// Redis and the Kafka-API broker at `IM_TEST_KAFKA_BROKERS` (started by
+    /// `scripts/kafka.sh`), with a topic and consumer group of their own.
+    /// Each new link goes to the next connector, as the load balancer does.
+    Cluster,
+}
+
+/// The components of a cluster under test.
+pub struct Cluster {
+    pub nodes: Vec<RunningNode>,
+    pub links: Vec<std::net::SocketAddr>,
+    pub http: std::net::SocketAddr,
+    next_link: std::sync::atomic::AtomicUsize,
+}
+
+impl Cluster {
+    pub async fn start(base: &Config) -> Cluster {
+        let node = |role: Role| {
+            let mut c = base.clone();
+            c.role = role;
+            c
+        };
+        let mut nodes = Vec::new();
+        for _ in 0..2 {
+            nodes.push(start_node(node(Role::Transfer)).await.unwrap());
+        }
+        let transfers: Vec<String> = nodes
+            .iter()
+            .filter_map(|n| n.transfer_addr)
+            .map(|a| a.to_string())
+            .collect();
+        for id in ["c1", "c2"] {
+            let mut c = node(Role::Connector);
+            c.connector_id = id.into();
+            c.transfers = transfers.clone();
+            nodes.push(start_node(c).await.unwrap());
+        }
+        for role in [Role::RestApi, Role::OfflineWorker] {
+            let mut c = node(role);
+            c.transfers = transfers.clone();
+            nodes.push(start_node(c).await.unwrap());
+        }
+        let links = nodes.iter().filter_map(|n| n.link_addr).collect();
+        let http = nodes.iter().find_map(|n| n.http_addr).unwrap();
+        Cluster {
+            nodes,
+            links,
+            http,
+            next_link: Default::default(),
+        }
+    }
+
+    /// The connector the next link goes to (round robin).
+    pub fn link_addr(&self) -> std::net::SocketAddr {
+        let i = self
+            .next_link
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.links[i % self.links.len()]
+    }
+
+    /// Connectors first, the transfers last.
+    pub async fn shutdown(self) {
+        let mut nodes = self.nodes;
+        nodes.reverse();
+        for node in nodes {
+            node.shutdown().await;
+        }
+    }
+}
+
+pub enum Running {
+    Single(RunningServer),
+    Cluster(Cluster),
+}
+
+impl Running {
+    async fn start(config: &Config) -> Running {
+        if crate::backend() == Backend::Cluster {
+            Running::Cluster(Cluster::start(config).await)
+        } else {
+            Running::Single(im_server::start(config.clone()).await.unwrap())
+        }
+    }
+
+    async fn shutdown(self) {
+        match self {
+            Running::Single(server) => server.shutdown().await,
+            Running::Cluster(cluster) => cluster.shutdown().await,
+        }
+    }
 }
 
 pub struct Harness {
-    pub server: Option<RunningServer>,
+    pub server: Option<Running>,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
     config: Config,
@@ -113,7 +204,7 @@ impl Harness {
             "127.0.0.1:0".parse().unwrap(),
         );
         let mut database = None;
-        if crate::backend() == Backend::MysqlRedis {
+        if crate::backend() != Backend::Local {
             let db = TestDatabase::create().await;
             config.database_url = Some(db.url());
             config.redis_url = Some(
@@ -123,8 +214,19 @@ impl Harness {
             config.redis_prefix = format!("imtest-{}", uuid::Uuid::new_v4().simple());
             database = Some(db);
         }
+        if crate::backend() == Backend::Cluster {
+            let run = uuid::Uuid::new_v4().simple().to_string();
+            config.kafka_brokers = Some(
+                std::env::var("IM_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into()),
+            );
+            config.kafka_topic = format!("im.test.{run}");
+            config.kafka_group = format!("im-test-{run}");
+            config.kafka_partitions = 4;
+            config.ws_addr = "127.0.0.1:0".parse().unwrap();
+            config.transfer_addr = "127.0.0.1:0".parse().unwrap();
+        }
         tune(&mut config);
-        let server = im_server::start(config.clone()).await.unwrap();
+        let server = Running::start(&config).await;
         Harness {
             server: Some(server),
             dir,
@@ -137,15 +239,31 @@ impl Harness {
     /// Starts the server again on the same data (after `stop`).
     pub async fn restart(&mut self) {
         assert!(self.server.is_none(), "stop the server first");
-        self.server = Some(im_server::start(self.config.clone()).await.unwrap());
+        self.server = Some(Running::start(&self.config).await);
     }
 
+    /// The single server (not for `Backend::Cluster`).
     pub fn server(&self) -> &RunningServer {
-        self.server.as_ref().unwrap()
+        match self.server.as_ref().unwrap() {
+            Running::Single(server) => server,
+            Running::Cluster(_) => panic!("a cluster has no single server"),
+        }
+    }
+
+    /// Where the next client link connects.
+    pub fn link_addr(&self) -> std::net::SocketAddr {
+        match self.server.as_ref().unwrap() {
+            Running::Single(server) => server.link_addr,
+            Running::Cluster(cluster) => cluster.link_addr(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.server().http_url(), path)
+        let base = match self.server.as_ref().unwrap() {
+            Running::Single(server) => server.http_url(),
+            Running::Cluster(cluster) => format!("http://{}", cluster.http),
+        };
+        format!("{base}{path}")
     }
 
     pub async fn stop(&mut self) {
@@ -259,7 +377,7 @@ impl Harness {
 
     /// A raw framed TCP connection to the link port.
     pub async fn raw(&self) -> Raw {
-        let stream = TcpStream::connect(self.server().link_addr).await.unwrap();
+        let stream = TcpStream::connect(self.link_addr()).await.unwrap();
         Framed::new(stream, FrameCodec::default())
     }
 
@@ -390,20 +508,15 @@ pub mod client {
     pub type Events = Receiver<Event>;
 
     pub fn rest(h: &Harness, user: &TestUser) -> RestClient {
-        RestClient::new(&h.server().http_url())
+        RestClient::new(h.url("").as_str())
             .unwrap()
             .with_token(&user.token)
     }
 
     pub async fn connect(h: &Harness, user: &TestUser, device: &str) -> (Link, Events) {
-        Link::connect(
-            h.server().link_addr,
-            &user.token,
-            device,
-            LinkOptions::default(),
-        )
-        .await
-        .unwrap()
+        Link::connect(h.link_addr(), &user.token, device, LinkOptions::default())
+            .await
+            .unwrap()
     }
 
     /// A fresh server with two users, alice and bob, who are friends.

@@ -1,0 +1,339 @@
+//! The cluster's message log: Kafka between the transfers and the offline
+//! worker.
+//!
+//! A transfer publishes each checked message with [`KafkaLog::publish`]: an
+//! idempotent producer with `acks=all`, keyed by conversation id so one
+//! conversation stays in one partition and keeps its order. [`run_worker`]
+//! is the offline worker: a consumer group that appends what it reads to the
+//! store in batched transactions (the store gives each message its seq in
+//! partition order and drops a replayed one by its client id), hands the
+//! batch to a [`CommitListener`] (which routes it to online devices), and
+//! only then commits the Kafka offsets. A worker killed at any point replays
+//! from the last committed offset; the store's dedupe makes that harmless.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use im_proto::internal::LoggedMessage;
+use im_proto::v1::FileRef as WireFileRef;
+use im_store::{conversation_of, FileRef, NewMessage, Store, Target};
+use prost::Message as _;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Message as _, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::{CommitListener, Committed, LogError, Submission};
+
+/// Where the Kafka log lives.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`, e.g. `127.0.0.1:19092`.
+    pub brokers: String,
+    /// The topic messages go through.
+    pub topic: String,
+}
+
+/// Why Kafka could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("kafka: {0}")]
+pub struct KafkaSetupError(#[from] rdkafka::error::KafkaError);
+
+/// Creates `config.topic` with `partitions` partitions unless it exists.
+/// Transfers and workers call this at start, so a fresh broker needs no
+/// set-up by hand.
+pub async fn ensure_topic(config: &KafkaConfig, partitions: i32) -> Result<(), KafkaSetupError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .create()?;
+    let topic = NewTopic::new(&config.topic, partitions, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics([&topic], &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(KafkaSetupError(rdkafka::error::KafkaError::AdminOp(code)))
+                    .inspect_err(|_| tracing::error!(topic = %name, ?code, "cannot create topic"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The producer side, used by transfers.
+pub struct KafkaLog {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl KafkaLog {
+    /// An idempotent producer (`acks=all`) for `config.topic`.
+    pub fn connect(config: &KafkaConfig) -> Result<KafkaLog, KafkaSetupError> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            // Java clients' partitioner, so a conversation maps to the same
+            // partition whichever client library wrote it.
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "1")
+            .set("message.timeout.ms", "15000")
+            .create()?;
+        Ok(KafkaLog {
+            producer,
+            topic: config.topic.clone(),
+        })
+    }
+
+    /// Writes the message; the returned future resolves once Kafka
+    /// acknowledged it (all in-sync replicas have it). The record is queued
+    /// when this is called, so calls made one after another are written in
+    /// that order and a device's messages keep their order.
+    pub fn publish(
+        &self,
+        submission: &Submission,
+    ) -> impl std::future::Future<Output = Result<(), LogError>> + Send + 'static {
+        let key = conversation_of(submission.message.from_user, submission.message.target);
+        let payload = encode(submission).encode_to_vec();
+        let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
+        let queued = self
+            .producer
+            .send_result(record)
+            .map_err(|(error, _)| LogError::Store(format!("kafka: {error}")));
+        async move {
+            match queued?.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((error, _))) => Err(LogError::Store(format!("kafka: {error}"))),
+                Err(_) => Err(LogError::Closed),
+            }
+        }
+    }
+}
+
+fn encode(submission: &Submission) -> LoggedMessage {
+    let m = &submission.message;
+    let (to_user, to_group) = match m.target {
+        Target::User(u) => (u, 0),
+        Target::Group(g) => (0, g),
+    };
+    LoggedMessage {
+        from_user: m.from_user,
+        origin_device: submission.origin_device.clone(),
+        client_msg_id: m.client_msg_id.clone(),
+        to_user,
+        to_group,
+        content_type: m.content_type,
+        text: m.text.clone(),
+        file: m.file.as_ref().map(|f| WireFileRef {
+            file_id: f.file_id.clone(),
+            name: f.name.clone(),
+            mime: f.mime.clone(),
+            size: f.size,
+        }),
+        recipients: m.recipients.clone(),
+    }
+}
+
+/// A Kafka record as a submission; `None` if it is not one (logged and
+/// skipped: a bad record must not stop the partition forever).
+fn decode(payload: &[u8]) -> Option<Submission> {
+    let m = LoggedMessage::decode(payload).ok()?;
+    let target = match (m.to_user, m.to_group) {
+        (u, 0) if u > 0 => Target::User(u),
+        (0, g) if g > 0 => Target::Group(g),
+        _ => return None,
+    };
+    Some(Submission {
+        message: NewMessage {
+            from_user: m.from_user,
+            client_msg_id: m.client_msg_id,
+            target,
+            content_type: m.content_type,
+            text: m.text,
+            file: m.file.map(|f| FileRef {
+                file_id: f.file_id,
+                name: f.name,
+                mime: f.mime,
+                size: f.size,
+            }),
+            recipients: m.recipients,
+        },
+        origin_device: m.origin_device,
+    })
+}
+
+/// Tuning of the offline worker.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Brokers and topic.
+    pub kafka: KafkaConfig,
+    /// The consumer group all offline workers share.
+    pub group: String,
+    /// Most messages in one store transaction.
+    pub max_batch: usize,
+}
+
+/// Consumes the message topic until `shutdown`, writing the store in batches.
+/// Offsets are committed only after the store committed the batch and the
+/// listener has routed it, so a crash replays rather than loses.
+pub async fn run_worker(
+    config: WorkerConfig,
+    store: Arc<dyn Store>,
+    listener: Arc<dyn CommitListener>,
+    shutdown: CancellationToken,
+) -> Result<(), KafkaSetupError> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka.brokers)
+        .set("group.id", &config.group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .set("session.timeout.ms", "10000")
+        .create()?;
+    consumer.subscribe(&[&config.kafka.topic])?;
+    tracing::info!(topic = %config.kafka.topic, group = %config.group, "offline worker consuming");
+    let max_batch = config.max_batch.max(1);
+    let mut batch: Vec<OwnedMessage> = Vec::with_capacity(max_batch);
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            received = consumer.recv() => received,
+        };
+        match first {
+            Ok(m) => batch.push(m.detach()),
+            Err(error) => {
+                tracing::warn!(%error, "kafka receive failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        }
+        // Whatever else is already fetched joins the same transaction.
+        while batch.len() < max_batch {
+            match tokio::time::timeout(Duration::from_millis(2), consumer.recv()).await {
+                Ok(Ok(m)) => batch.push(m.detach()),
+                _ => break,
+            }
+        }
+        if !write_batch(&batch, store.as_ref(), listener.as_ref(), &shutdown).await {
+            break;
+        }
+        let mut offsets = TopicPartitionList::new();
+        for m in &batch {
+            // Later offsets of a partition overwrite earlier ones.
+            let _ = offsets.add_partition_offset(
+                m.topic(),
+                m.partition(),
+                Offset::Offset(m.offset() + 1),
+            );
+        }
+        if let Err(error) = consumer.commit(&offsets, CommitMode::Sync) {
+            // The batch is stored; a replay of it is deduplicated.
+            tracing::warn!(%error, "offset commit failed");
+        }
+        batch.clear();
+    }
+    tracing::info!("offline worker stopped");
+    Ok(())
+}
+
+/// Appends one batch, retrying a failing store until it succeeds or the
+/// worker is told to stop (then false: nothing is committed, it replays).
+async fn write_batch(
+    batch: &[OwnedMessage],
+    store: &dyn Store,
+    listener: &dyn CommitListener,
+    shutdown: &CancellationToken,
+) -> bool {
+    let submissions: Vec<Submission> = batch
+        .iter()
+        .filter_map(|m| {
+            let decoded = m.payload().and_then(decode);
+            if decoded.is_none() {
+                tracing::error!(
+                    partition = m.partition(),
+                    offset = m.offset(),
+                    "skipping undecodable record"
+                );
+            }
+            decoded
+        })
+        .collect();
+    if submissions.is_empty() {
+        return true;
+    }
+    let messages: Vec<NewMessage> = submissions.iter().map(|s| s.message.clone()).collect();
+    let mut backoff = Duration::from_millis(100);
+    let appended = loop {
+        match store.append_messages(&messages).await {
+            Ok(appended) => break appended,
+            Err(error) => {
+                tracing::error!(%error, batch = messages.len(), "append failed; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return false,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    let committed: Vec<Committed> = submissions
+        .into_iter()
+        .zip(appended)
+        .map(|(s, appended)| Committed {
+            from_user: s.message.from_user,
+            origin_device: s.origin_device,
+            recipients: s.message.recipients,
+            appended,
+        })
+        .collect();
+    listener.committed(&committed).await;
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_submission_survives_the_record_encoding() {
+        let submission = Submission {
+            message: NewMessage {
+                from_user: 7,
+                client_msg_id: "c-1".into(),
+                target: Target::Group(3),
+                content_type: 3,
+                text: "see file".into(),
+                file: Some(FileRef {
+                    file_id: "f1".into(),
+                    name: "a.txt".into(),
+                    mime: "text/plain".into(),
+                    size: 12,
+                }),
+                recipients: vec![8, 9],
+            },
+            origin_device: "phone".into(),
+        };
+        let bytes = encode(&submission).encode_to_vec();
+        let back = decode(&bytes).expect("decodes");
+        assert_eq!(back.message, submission.message);
+        assert_eq!(back.origin_device, "phone");
+    }
+
+    #[test]
+    fn a_record_without_a_target_is_refused() {
+        let bytes = LoggedMessage {
+            from_user: 1,
+            to_user: 2,
+            to_group: 3,
+            ..Default::default()
+        }
+        .encode_to_vec();
+        assert!(decode(&bytes).is_none());
+        assert!(decode(b"\xff\xff\xff").is_none());
+    }
+}

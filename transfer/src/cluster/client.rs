@@ -1,0 +1,482 @@
+//! The callers' side of internal links: a connector, an offline worker or a
+//! REST API instance keeps one link to every transfer, reconnecting when one
+//! drops, and sends each call to one of them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use im_offline_worker::{CommitListener, Committed, LogError};
+use im_proto::internal::envelope::Body;
+use im_proto::internal::{
+    call, Call, CommittedBatch, Delivered, Hello, Notify, Presence, PushTo, Read,
+    ReceiptsDelivered, Revoke, Submit,
+};
+use im_proto::v1::SendMessage;
+use im_proto::ErrorCode;
+use im_store::{Appended, DeliveredMessage, OfflineKey, UserId};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::peer::{peer_conn, run_peer, PeerConfig};
+use crate::notifier::Notifier;
+use crate::wire::{self, Inbound};
+use crate::{Connectors, PendingSend, Push, TransferApi, TransferError};
+
+/// How long a call may wait for its reply.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<(), TransferError>>>>>;
+
+#[derive(Clone)]
+struct Live {
+    tx: mpsc::Sender<Body>,
+    waiting: Waiting,
+}
+
+struct Slot {
+    addr: String,
+    live: Mutex<Option<Live>>,
+}
+
+/// Links to every transfer.
+pub struct TransferClient {
+    slots: Vec<Slot>,
+    next_call: AtomicU64,
+}
+
+fn unavailable() -> TransferError {
+    TransferError::new(
+        ErrorCode::ShuttingDown,
+        "no transfer reachable; resend later",
+    )
+}
+
+impl TransferClient {
+    /// Starts keeping a link to each of `transfers`, each opened with
+    /// `hello`. Pushes from transfers (for connectors) go to `pushes`. The
+    /// links close at `shutdown`.
+    pub fn start(
+        transfers: Vec<String>,
+        hello: Hello,
+        peer: PeerConfig,
+        pushes: Option<mpsc::Sender<PushTo>>,
+        shutdown: CancellationToken,
+    ) -> Arc<TransferClient> {
+        let client = Arc::new(TransferClient {
+            slots: transfers
+                .into_iter()
+                .map(|addr| Slot {
+                    addr,
+                    live: Mutex::new(None),
+                })
+                .collect(),
+            next_call: AtomicU64::new(1),
+        });
+        for i in 0..client.slots.len() {
+            tokio::spawn(keep_link(
+                client.clone(),
+                i,
+                hello.clone(),
+                peer,
+                pushes.clone(),
+                shutdown.clone(),
+            ));
+        }
+        client
+    }
+
+    /// How many transfers are linked now.
+    pub fn linked(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.live.lock().expect("slot lock").is_some())
+            .count()
+    }
+
+    /// Waits until every transfer is linked, or `timeout`; true if all are.
+    pub async fn wait_linked(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.linked() < self.slots.len() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    /// Sends `op` to a transfer chosen by `route` (the same route reaches the
+    /// same transfer while it is up, so one device's calls keep their
+    /// order) and waits for its reply.
+    pub async fn call(&self, route: u64, op: call::Op) -> Result<(), TransferError> {
+        let n = self.slots.len();
+        let live = (0..n)
+            .map(|k| &self.slots[(route as usize).wrapping_add(k) % n.max(1)])
+            .find_map(|s| s.live.lock().expect("slot lock").clone())
+            .ok_or_else(unavailable)?;
+        let call_id = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let (done, reply) = oneshot::channel();
+        live.waiting
+            .lock()
+            .expect("waiting lock")
+            .insert(call_id, done);
+        let call = Body::Call(Call {
+            call_id,
+            op: Some(op),
+        });
+        if live.tx.send(call).await.is_err() {
+            live.waiting.lock().expect("waiting lock").remove(&call_id);
+            return Err(unavailable());
+        }
+        match tokio::time::timeout(CALL_TIMEOUT, reply).await {
+            Ok(Ok(result)) => result,
+            // The link dropped: whether the call took effect is unknown.
+            Ok(Err(_)) => Err(unavailable()),
+            Err(_) => {
+                live.waiting.lock().expect("waiting lock").remove(&call_id);
+                Err(TransferError::new(
+                    ErrorCode::Internal,
+                    "transfer did not answer in time",
+                ))
+            }
+        }
+    }
+}
+
+/// Keeps slot `i` linked: connect, say hello, run the link, and on any end
+/// fail its waiting calls and connect again.
+async fn keep_link(
+    client: Arc<TransferClient>,
+    i: usize,
+    hello: Hello,
+    peer: PeerConfig,
+    pushes: Option<mpsc::Sender<PushTo>>,
+    shutdown: CancellationToken,
+) {
+    let addr = client.slots[i].addr.clone();
+    let mut backoff = Duration::from_millis(50);
+    while !shutdown.is_cancelled() {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            stream = TcpStream::connect(addr.as_str()) => stream,
+        };
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::debug!(%addr, %error, "transfer not reachable");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        let (out_tx, out_rx) = mpsc::channel(4096);
+        let (in_tx, mut in_rx) = mpsc::channel(4096);
+        let _ = out_tx.send(Body::Hello(hello.clone())).await;
+        let waiting: Waiting = Arc::default();
+        let link = tokio::spawn(run_peer(
+            peer_conn(stream),
+            peer,
+            out_rx,
+            in_tx,
+            shutdown.child_token(),
+        ));
+        *client.slots[i].live.lock().expect("slot lock") = Some(Live {
+            tx: out_tx,
+            waiting: waiting.clone(),
+        });
+        tracing::info!(%addr, "linked to transfer");
+        while let Some(body) = in_rx.recv().await {
+            match body {
+                Body::Reply(r) => {
+                    let done = waiting.lock().expect("waiting lock").remove(&r.call_id);
+                    if let Some(done) = done {
+                        let _ = done.send(r.error.map_or(Ok(()), |e| Err(wire::transfer_error(e))));
+                    }
+                }
+                Body::Push(p) => {
+                    if let Some(pushes) = &pushes {
+                        if pushes.send(p).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        *client.slots[i].live.lock().expect("slot lock") = None;
+        // Dropping the senders fails every call still waiting on this link.
+        waiting.lock().expect("waiting lock").clear();
+        match link.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%addr, %error, "transfer link failed; reconnecting"),
+            Err(error) => tracing::error!(%addr, %error, "transfer link task panicked"),
+        }
+    }
+}
+
+type SendKey = (UserId, String, String);
+type SendWaiters = DashMap<SendKey, oneshot::Sender<Result<Appended, LogError>>>;
+
+/// A connector's transfer: its calls go over internal links; the SENT of a
+/// message arrives later as the stored message pushed to its own device.
+pub struct RemoteTransfer {
+    client: Arc<TransferClient>,
+    sends: Arc<SendWaiters>,
+}
+
+impl RemoteTransfer {
+    /// Links to `transfers` as connector `connector_id` and hands what they
+    /// push to `local` (the connector's registry).
+    pub fn start(
+        transfers: Vec<String>,
+        connector_id: &str,
+        local: Arc<dyn Connectors>,
+        peer: PeerConfig,
+        shutdown: CancellationToken,
+    ) -> RemoteTransfer {
+        let (push_tx, push_rx) = mpsc::channel(4096);
+        let hello = Hello {
+            role: "connector".into(),
+            connector_id: connector_id.to_owned(),
+        };
+        let client = TransferClient::start(transfers, hello, peer, Some(push_tx), shutdown);
+        let sends: Arc<SendWaiters> = Arc::default();
+        tokio::spawn(deliver_pushes(
+            push_rx,
+            connector_id.to_owned(),
+            local,
+            sends.clone(),
+        ));
+        RemoteTransfer { client, sends }
+    }
+
+    /// The links.
+    pub fn client(&self) -> &Arc<TransferClient> {
+        &self.client
+    }
+}
+
+/// Hands pushes to the connector's sessions; a device's own new message
+/// also answers its pending send (after the session has noted it, as in a
+/// single process where the router runs before the sender hears SENT).
+async fn deliver_pushes(
+    mut rx: mpsc::Receiver<PushTo>,
+    connector_id: String,
+    local: Arc<dyn Connectors>,
+    sends: Arc<SendWaiters>,
+) {
+    while let Some(p) = rx.recv().await {
+        match wire::inbound(p) {
+            Some(Inbound::Push(user, device, push)) => {
+                let own = match &push {
+                    Push::Message {
+                        message,
+                        origin_device,
+                    } if message.from_user == user && **origin_device == *device => {
+                        Some(Appended {
+                            message: (**message).clone(),
+                            duplicate: false,
+                        })
+                    }
+                    _ => None,
+                };
+                local.push(&connector_id, user, &device, push);
+                if let Some(appended) = own {
+                    answer(&sends, user, device, appended);
+                }
+            }
+            Some(Inbound::Duplicate(user, device, appended)) => {
+                answer(&sends, user, device, appended)
+            }
+            None => tracing::warn!("malformed push from a transfer dropped"),
+        }
+    }
+}
+
+fn answer(sends: &SendWaiters, user: UserId, device: String, appended: Appended) {
+    let key = (user, device, appended.message.client_msg_id.clone());
+    if let Some((_, done)) = sends.remove(&key) {
+        let _ = done.send(Ok(appended));
+    }
+}
+
+#[async_trait]
+impl TransferApi for RemoteTransfer {
+    async fn submit(
+        &self,
+        user: UserId,
+        device: &str,
+        send: SendMessage,
+    ) -> Result<PendingSend, TransferError> {
+        let key = (user, device.to_owned(), send.client_msg_id.clone());
+        let (done, pending) = oneshot::channel();
+        // Registered before the call: the stored copy may come back through
+        // another transfer before this call's reply.
+        self.sends.insert(key.clone(), done);
+        let op = call::Op::Submit(Submit {
+            user,
+            device: device.to_owned(),
+            send: Some(send),
+        });
+        match self.client.call(user, op).await {
+            Ok(()) => Ok(PendingSend::new(pending)),
+            Err(error) => {
+                self.sends.remove(&key);
+                Err(error)
+            }
+        }
+    }
+
+    async fn delivered(
+        &self,
+        user: UserId,
+        device: &str,
+        messages: &[DeliveredMessage],
+    ) -> Result<(), TransferError> {
+        let op = call::Op::Delivered(Delivered {
+            user,
+            device: device.to_owned(),
+            messages: wire::message_refs(messages),
+        });
+        self.client.call(user, op).await
+    }
+
+    async fn receipts_delivered(
+        &self,
+        user: UserId,
+        keys: &[OfflineKey],
+    ) -> Result<(), TransferError> {
+        let op = call::Op::ReceiptsDelivered(ReceiptsDelivered {
+            user,
+            keys: wire::receipt_keys(keys),
+        });
+        self.client.call(user, op).await
+    }
+
+    async fn read(&self, user: UserId, conversation: &str, seq: u64) -> Result<(), TransferError> {
+        let op = call::Op::Read(Read {
+            user,
+            conversation_id: conversation.to_owned(),
+            seq,
+        });
+        self.client.call(user, op).await
+    }
+
+    async fn presence(&self, user: UserId, online: bool) {
+        if let Err(error) = self
+            .client
+            .call(user, call::Op::Presence(Presence { user, online }))
+            .await
+        {
+            tracing::warn!(%error, user, "presence not sent");
+        }
+    }
+}
+
+/// The REST API's notifier in a cluster: events go through a transfer.
+pub struct RemoteNotifier {
+    client: Arc<TransferClient>,
+}
+
+impl RemoteNotifier {
+    /// Links to `transfers` as a REST API instance.
+    pub fn start(transfers: Vec<String>, peer: PeerConfig, shutdown: CancellationToken) -> Self {
+        let hello = Hello {
+            role: "rest-api".into(),
+            connector_id: String::new(),
+        };
+        RemoteNotifier {
+            client: TransferClient::start(transfers, hello, peer, None, shutdown),
+        }
+    }
+
+    /// The links.
+    pub fn client(&self) -> &Arc<TransferClient> {
+        &self.client
+    }
+}
+
+#[async_trait]
+impl Notifier for RemoteNotifier {
+    async fn notify(&self, users: &[UserId], event: im_proto::Body) {
+        let op = call::Op::Notify(Notify {
+            users: users.to_vec(),
+            event: Some(im_proto::Frame::new(0, event)),
+        });
+        let route = users.first().copied().unwrap_or(0);
+        if let Err(error) = self.client.call(route, op).await {
+            tracing::warn!(%error, "event not sent; it is live-only");
+        }
+    }
+
+    async fn revoke(&self, user: UserId, token_hash: &str) {
+        let op = call::Op::Revoke(Revoke {
+            user,
+            token_hash: token_hash.to_owned(),
+        });
+        if let Err(error) = self.client.call(user, op).await {
+            tracing::warn!(%error, "revoke not sent; the token is revoked in the store");
+        }
+    }
+}
+
+/// The offline worker's listener in a cluster: each committed batch goes to
+/// a transfer to be routed, retried on another transfer until one takes it
+/// or `give_up_after` passes (the messages are stored either way; devices
+/// then get them at their next sync).
+pub struct RemoteCommits {
+    client: Arc<TransferClient>,
+    give_up_after: Duration,
+}
+
+impl RemoteCommits {
+    /// Links to `transfers` as an offline worker.
+    pub fn start(transfers: Vec<String>, peer: PeerConfig, shutdown: CancellationToken) -> Self {
+        let hello = Hello {
+            role: "offline-worker".into(),
+            connector_id: String::new(),
+        };
+        RemoteCommits {
+            client: TransferClient::start(transfers, hello, peer, None, shutdown),
+            give_up_after: Duration::from_secs(60),
+        }
+    }
+
+    /// The links.
+    pub fn client(&self) -> &Arc<TransferClient> {
+        &self.client
+    }
+}
+
+#[async_trait]
+impl CommitListener for RemoteCommits {
+    async fn committed(&self, batch: &[Committed]) {
+        let messages: Vec<_> = batch.iter().map(wire::committed_message).collect();
+        let deadline = tokio::time::Instant::now() + self.give_up_after;
+        loop {
+            let op = call::Op::Committed(CommittedBatch {
+                messages: messages.clone(),
+            });
+            match self.client.call(0, op).await {
+                Ok(()) => return,
+                Err(error) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(%error, "routing a committed batch failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => {
+                    tracing::error!(%error, batch = batch.len(), "committed batch not routed; devices get it at their next sync");
+                    return;
+                }
+            }
+        }
+    }
+}
