@@ -14,8 +14,8 @@
 # Environment (defaults): IM_CLUSTER_DIR (<repo>/.run/cluster; logs/ and
 # pids/ inside), IM_CLUSTER_LINK_PORT (7000, nginx), IM_CLUSTER_WS_PORT
 # (7001, nginx), IM_CLUSTER_HTTP_PORT (7080), IM_CLUSTER_TRANSFER_PORTS
-# ("7101 7102"), IM_CLUSTER_CONNECTOR_PORTS ("7201 7202"; WebSocket on
-# port+10), IM_CLUSTER_DB (im_cluster), IM_MYSQL_URL
+# ("7101 7102"), IM_CLUSTER_CONNECTOR_PORTS ("7201 7202"),
+# IM_CLUSTER_CONNECTOR_WS_PORTS ("7211 7212"), IM_CLUSTER_DB (im_cluster), IM_MYSQL_URL
 # (mysql://root@127.0.0.1:3306), IM_REDIS_URL (redis://127.0.0.1:6379),
 # IM_CLUSTER_REDIS_PREFIX (imc), IM_KAFKA_PORT (19092), IM_CLUSTER_TOPIC
 # (im.messages), IM_CLUSTER_GROUP (im-offline-worker),
@@ -29,6 +29,7 @@ ws_port="${IM_CLUSTER_WS_PORT:-7001}"
 http_port="${IM_CLUSTER_HTTP_PORT:-7080}"
 read -r -a transfer_ports <<<"${IM_CLUSTER_TRANSFER_PORTS:-7101 7102}"
 read -r -a connector_ports <<<"${IM_CLUSTER_CONNECTOR_PORTS:-7201 7202}"
+read -r -a connector_ws_ports <<<"${IM_CLUSTER_CONNECTOR_WS_PORTS:-7211 7212}"
 db="${IM_CLUSTER_DB:-im_cluster}"
 mysql_url="${IM_MYSQL_URL:-mysql://root@127.0.0.1:3306}"
 redis_url="${IM_REDIS_URL:-redis://127.0.0.1:6379}"
@@ -89,10 +90,10 @@ transfer_list() {
 }
 
 write_nginx_conf() {
-    local links="" ws="" p
-    for p in "${connector_ports[@]}"; do
-        links+="        server 127.0.0.1:$p max_fails=1 fail_timeout=10s;"$'\n'
-        ws+="        server 127.0.0.1:$((p + 10)) max_fails=1 fail_timeout=10s;"$'\n'
+    local links="" ws="" i
+    for i in "${!connector_ports[@]}"; do
+        links+="        server 127.0.0.1:${connector_ports[$i]} max_fails=1 fail_timeout=10s;"$'\n'
+        ws+="        server 127.0.0.1:${connector_ws_ports[$i]} max_fails=1 fail_timeout=10s;"$'\n'
     done
     local template
     template="$(cat "$repo/deploy/nginx-stream.conf.template")"
@@ -121,9 +122,9 @@ up() {
         define "t$((i + 1))" "$bin" --role transfer $common --transfer-addr "127.0.0.1:${transfer_ports[$i]}"
     done
     for i in "${!connector_ports[@]}"; do
-        local p="${connector_ports[$i]}"
         define "c$((i + 1))" "$bin" --role connector $common --transfers "$(transfer_list)" \
-            --connector-id "c$((i + 1))" --link-addr "127.0.0.1:$p" --ws-addr "127.0.0.1:$((p + 10))"
+            --connector-id "c$((i + 1))" --link-addr "127.0.0.1:${connector_ports[$i]}" \
+            --ws-addr "127.0.0.1:${connector_ws_ports[$i]}"
     done
     define rest "$bin" --role rest-api $common --transfers "$(transfer_list)" --http-addr "127.0.0.1:$http_port"
     define worker "$bin" --role offline-worker $common --transfers "$(transfer_list)"

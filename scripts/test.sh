@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, then every test of the workspace.
-# The single-node suite starts its servers in-process on port 0; the backend
-# tests of the cluster mode need a real Redis and MariaDB, which the
-# ensure-* scripts install (Debian packages) and start when missing.
+# The single-node suite starts its servers in-process on port 0; the cluster
+# tests need a real Redis and MariaDB (the ensure-* scripts install Debian's
+# packages and start them when missing), nginx with its stream module, and a
+# Kafka-API broker (scripts/kafka.sh builds tansu once into ~/.cache and
+# starts it; a broker this script started is stopped at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,8 +13,21 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
+log="$(mktemp)"
+started_kafka=0
+cleanup() {
+    rm -f "$log"
+    if [ "$started_kafka" = 1 ]; then ./scripts/kafka.sh stop; fi
+}
+trap cleanup EXIT
+
 echo "== services"
 ./scripts/ensure-services.sh
+./scripts/ensure-nginx.sh
+if ! ./scripts/kafka.sh status >/dev/null 2>&1; then
+    started_kafka=1
+    ./scripts/kafka.sh start
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -21,8 +36,6 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== cargo test"
-log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --locked --no-fail-fast >"$log" 2>&1 || status=$?
 # Everything but the long list of passing test names.
