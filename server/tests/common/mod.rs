@@ -33,12 +33,80 @@ pub enum Backend {
     Cluster,
 }
 
-/// The components of a cluster under test.
+/// The components of a cluster under test, with nginx (the repo's stream
+/// config) balancing client links over the connectors.
 pub struct Cluster {
     pub nodes: Vec<RunningNode>,
     pub links: Vec<std::net::SocketAddr>,
     pub http: std::net::SocketAddr,
-    next_link: std::sync::atomic::AtomicUsize,
+    balancer: Balancer,
+}
+
+/// nginx in front of the connectors, from deploy/nginx-stream.conf.template;
+/// killed by its child handle.
+struct Balancer {
+    child: tokio::process::Child,
+    addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Balancer {
+    async fn start(links: &[std::net::SocketAddr], ws: &[std::net::SocketAddr]) -> Balancer {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap();
+        let template =
+            std::fs::read_to_string(repo.join("deploy/nginx-stream.conf.template")).unwrap();
+        let servers = |addrs: &[std::net::SocketAddr]| {
+            addrs
+                .iter()
+                .map(|a| format!("        server {a} max_fails=1 fail_timeout=10s;"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let (port, ws_port) = (free_port(), free_port());
+        let conf = template
+            .replace("@LINK_SERVERS@", &servers(links))
+            .replace("@WS_SERVERS@", &servers(ws))
+            .replace("@MODULES@", "/usr/lib/nginx/modules")
+            .replace("@RUN@", &dir.path().display().to_string())
+            .replace("@LOGS@", &dir.path().display().to_string())
+            .replace("@LINK_PORT@", &port.to_string())
+            .replace("@WS_PORT@", &ws_port.to_string());
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = tokio::process::Command::new("nginx")
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-p")
+            .arg(dir.path())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("nginx is required (scripts/ensure-nginx.sh)");
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while TcpStream::connect(addr).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nginx did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Balancer {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
 }
 
 impl Cluster {
@@ -68,26 +136,27 @@ impl Cluster {
             c.transfers = transfers.clone();
             nodes.push(start_node(c).await.unwrap());
         }
-        let links = nodes.iter().filter_map(|n| n.link_addr).collect();
+        let links: Vec<_> = nodes.iter().filter_map(|n| n.link_addr).collect();
+        let ws: Vec<_> = nodes.iter().filter_map(|n| n.ws_addr).collect();
         let http = nodes.iter().find_map(|n| n.http_addr).unwrap();
+        let balancer = Balancer::start(&links, &ws).await;
         Cluster {
             nodes,
             links,
             http,
-            next_link: Default::default(),
+            balancer,
         }
     }
 
-    /// The connector the next link goes to (round robin).
+    /// The load balancer's client port: nginx hands each new link to the
+    /// next connector.
     pub fn link_addr(&self) -> std::net::SocketAddr {
-        let i = self
-            .next_link
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.links[i % self.links.len()]
+        self.balancer.addr
     }
 
-    /// Connectors first, the transfers last.
-    pub async fn shutdown(self) {
+    /// nginx first, then connectors, the transfers last.
+    pub async fn shutdown(mut self) {
+        let _ = self.balancer.child.kill().await;
         let mut nodes = self.nodes;
         nodes.reverse();
         for node in nodes {
