@@ -73,39 +73,55 @@ impl Balancer {
                 .collect::<Vec<_>>()
                 .join("\n")
         };
-        let (port, ws_port) = (free_port(), free_port());
-        let conf = template
-            .replace("@LINK_SERVERS@", &servers(links))
-            .replace("@WS_SERVERS@", &servers(ws))
-            .replace("@MODULES@", "/usr/lib/nginx/modules")
-            .replace("@RUN@", &dir.path().display().to_string())
-            .replace("@LOGS@", &dir.path().display().to_string())
-            .replace("@LINK_PORT@", &port.to_string())
-            .replace("@WS_PORT@", &ws_port.to_string());
-        let conf_path = dir.path().join("nginx.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let child = tokio::process::Command::new("nginx")
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-p")
-            .arg(dir.path())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("nginx is required (scripts/ensure-nginx.sh)");
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while TcpStream::connect(addr).await.is_err() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "nginx did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        // A port picked free may be taken again before nginx binds it
+        // (tests run in parallel): then nginx exits and we pick again.
+        for _ in 0..5 {
+            let (port, ws_port) = (free_port(), free_port());
+            let conf = template
+                .replace("@LINK_SERVERS@", &servers(links))
+                .replace("@WS_SERVERS@", &servers(ws))
+                .replace("@MODULES@", "/usr/lib/nginx/modules")
+                .replace("@RUN@", &dir.path().display().to_string())
+                .replace("@LOGS@", &dir.path().display().to_string())
+                .replace("@LINK_PORT@", &port.to_string())
+                .replace("@WS_PORT@", &ws_port.to_string());
+            let conf_path = dir.path().join("nginx.conf");
+            std::fs::write(&conf_path, conf).unwrap();
+            let mut child = tokio::process::Command::new("nginx")
+                .arg("-c")
+                .arg(&conf_path)
+                .arg("-p")
+                .arg(dir.path())
+                // One process, so killing it leaves no orphaned worker.
+                .args(["-g", "master_process off;"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("nginx is required (scripts/ensure-nginx.sh)");
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if TcpStream::connect(addr).await.is_ok() {
+                    return Balancer {
+                        child,
+                        addr,
+                        _dir: dir,
+                    };
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "nginx did not start"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
-        Balancer {
-            child,
-            addr,
-            _dir: dir,
-        }
+        let log = std::fs::read_to_string(dir.path().join("nginx.log")).unwrap_or_default();
+        panic!("nginx would not start:\n{log}");
     }
 }
 
