@@ -127,7 +127,7 @@ up() {
             --ws-addr "127.0.0.1:${connector_ws_ports[$i]}"
     done
     define rest "$bin" --role rest-api $common --transfers "$(transfer_list)" --http-addr "127.0.0.1:$http_port"
-    define worker "$bin" --role offline-worker $common --transfers "$(transfer_list)"
+    define worker "$bin" --role offline-worker $common --transfers "$(transfer_list)" --kafka-instance-id worker
     write_nginx_conf
     define nginx nginx -c "$dir/nginx.conf" -p "$dir"
 

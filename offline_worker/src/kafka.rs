@@ -39,6 +39,18 @@ pub struct KafkaConfig {
     pub topic: String,
 }
 
+/// A librdkafka client configuration for `brokers`. `IM_KAFKA_DEBUG` (a
+/// librdkafka `debug` context list such as `cgrp,fetch`) turns on its debug
+/// log, shown with `RUST_LOG=rdkafka=debug`.
+fn client_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    if let Ok(debug) = std::env::var("IM_KAFKA_DEBUG") {
+        config.set("debug", debug);
+    }
+    config
+}
+
 /// Why Kafka could not be used.
 #[derive(Debug, thiserror::Error)]
 #[error("kafka: {0}")]
@@ -48,8 +60,7 @@ pub struct KafkaSetupError(#[from] rdkafka::error::KafkaError);
 /// Transfers and workers call this at start, so a fresh broker needs no
 /// set-up by hand.
 pub async fn ensure_topic(config: &KafkaConfig, partitions: i32) -> Result<(), KafkaSetupError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
+    let admin: AdminClient<DefaultClientContext> = client_config(&config.brokers)
         .create()?;
     let topic = NewTopic::new(&config.topic, partitions, TopicReplication::Fixed(1));
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
@@ -74,8 +85,7 @@ pub struct KafkaLog {
 impl KafkaLog {
     /// An idempotent producer (`acks=all`) for `config.topic`.
     pub fn connect(config: &KafkaConfig) -> Result<KafkaLog, KafkaSetupError> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
+        let producer: FutureProducer = client_config(&config.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             // Java clients' partitioner, so a conversation maps to the same
@@ -176,6 +186,10 @@ pub struct WorkerConfig {
     pub group: String,
     /// Most messages in one store transaction.
     pub max_batch: usize,
+    /// Kafka static membership (`group.instance.id`): a worker restarted
+    /// with the same id takes its partitions back at once instead of
+    /// waiting for the group to notice the old process is gone.
+    pub instance_id: Option<String>,
 }
 
 /// Consumes the message topic until `shutdown`, writing the store in batches.
@@ -187,8 +201,11 @@ pub async fn run_worker(
     listener: Arc<dyn CommitListener>,
     shutdown: CancellationToken,
 ) -> Result<(), KafkaSetupError> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka.brokers)
+    let mut client = client_config(&config.kafka.brokers);
+    if let Some(id) = &config.instance_id {
+        client.set("group.instance.id", id);
+    }
+    let consumer: StreamConsumer = client
         .set("group.id", &config.group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")

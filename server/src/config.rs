@@ -51,6 +51,11 @@ pub struct Config {
     /// The offline workers' consumer group.
     #[arg(long, env = "IM_KAFKA_GROUP", default_value = "im-offline-worker")]
     pub kafka_group: String,
+    /// An offline worker's static group membership id (`group.instance.id`):
+    /// restarted with the same id, it gets its partitions back at once.
+    /// Unique per worker; unset for dynamic membership.
+    #[arg(long, env = "IM_KAFKA_INSTANCE_ID")]
+    pub kafka_instance_id: Option<String>,
     /// Directory for the SQLite database and uploaded files (created if missing).
     #[arg(long, env = "IM_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,

@@ -185,6 +185,7 @@ pub async fn start_node(config: Config) -> anyhow::Result<RunningNode> {
                 kafka,
                 group: config.kafka_group.clone(),
                 max_batch: 1024,
+                instance_id: config.kafka_instance_id.clone(),
             };
             let stop = front.clone();
             let store = store.clone();

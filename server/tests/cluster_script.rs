@@ -113,7 +113,7 @@ impl ScriptCluster {
         if let Ok(dir) = std::fs::read_dir(self.dir.path().join("logs")) {
             for entry in dir.flatten() {
                 let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                let tail: Vec<&str> = text.lines().rev().take(60).collect();
                 all += &format!("\n== {}\n", entry.path().display());
                 for line in tail.into_iter().rev() {
                     all += line;
@@ -284,7 +284,7 @@ async fn killing_the_offline_worker_mid_stream_loses_and_doubles_nothing() {
     let mut killed = false;
     while let Some(sent) = tokio::time::timeout(Duration::from_secs(60), sends.next())
         .await
-        .expect("every message gets SENT, the worker restarted")
+        .unwrap_or_else(|_| panic!("SENT stopped coming; {} so far{}", seqs.len(), cluster.logs()))
     {
         seqs.insert(sent.unwrap().seq);
         if seqs.len() == 20 && !killed {
