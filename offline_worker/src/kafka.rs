@@ -60,8 +60,7 @@ pub struct KafkaSetupError(#[from] rdkafka::error::KafkaError);
 /// Transfers and workers call this at start, so a fresh broker needs no
 /// set-up by hand.
 pub async fn ensure_topic(config: &KafkaConfig, partitions: i32) -> Result<(), KafkaSetupError> {
-    let admin: AdminClient<DefaultClientContext> = client_config(&config.brokers)
-        .create()?;
+    let admin: AdminClient<DefaultClientContext> = client_config(&config.brokers).create()?;
     let topic = NewTopic::new(&config.topic, partitions, TopicReplication::Fixed(1));
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics([&topic], &options).await? {

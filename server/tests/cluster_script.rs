@@ -284,7 +284,13 @@ async fn killing_the_offline_worker_mid_stream_loses_and_doubles_nothing() {
     let mut killed = false;
     while let Some(sent) = tokio::time::timeout(Duration::from_secs(60), sends.next())
         .await
-        .unwrap_or_else(|_| panic!("SENT stopped coming; {} so far{}", seqs.len(), cluster.logs()))
+        .unwrap_or_else(|_| {
+            panic!(
+                "SENT stopped coming; {} so far{}",
+                seqs.len(),
+                cluster.logs()
+            )
+        })
     {
         seqs.insert(sent.unwrap().seq);
         if seqs.len() == 20 && !killed {
