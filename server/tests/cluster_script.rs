@@ -4,7 +4,7 @@
 //! Each test brings up a cluster of its own (own ports, database, Redis
 //! prefix, topic and consumer group) and takes it down by pid at the end.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -274,26 +274,35 @@ async fn killing_the_offline_worker_mid_stream_loses_and_doubles_nothing() {
     let mut sends: FuturesUnordered<_> = (0..N)
         .map(|i| {
             let link = a_link.clone();
+            let text = format!("m{i:03}");
             async move {
-                link.send_text(Target::User(bob_id), format!("m{i:03}"))
-                    .await
+                (
+                    text.clone(),
+                    link.send_text(Target::User(bob_id), text).await,
+                )
             }
         })
         .collect();
-    let mut seqs = BTreeSet::new();
+    // The order the sends reach the link is up to the futures; the server's
+    // order is the seq each SENT carries.
+    let mut by_seq = BTreeMap::new();
     let mut killed = false;
     while let Some(sent) = tokio::time::timeout(Duration::from_secs(60), sends.next())
         .await
         .unwrap_or_else(|_| {
             panic!(
                 "SENT stopped coming; {} so far{}",
-                seqs.len(),
+                by_seq.len(),
                 cluster.logs()
             )
         })
     {
-        seqs.insert(sent.unwrap().seq);
-        if seqs.len() == 20 && !killed {
+        let (text, sent) = sent;
+        assert!(
+            by_seq.insert(sent.unwrap().seq, text).is_none(),
+            "two messages, one seq"
+        );
+        if by_seq.len() == 20 && !killed {
             cluster.script(&["kill", "worker"]);
             killed = true;
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -302,8 +311,8 @@ async fn killing_the_offline_worker_mid_stream_loses_and_doubles_nothing() {
     }
     assert!(killed);
     assert_eq!(
-        seqs,
-        (1..=N as u64).collect(),
+        by_seq.keys().copied().collect::<Vec<_>>(),
+        (1..=N as u64).collect::<Vec<_>>(),
         "one seq per message, no gaps"
     );
     assert_eq!(
@@ -327,7 +336,7 @@ async fn killing_the_offline_worker_mid_stream_loses_and_doubles_nothing() {
         {
             Event::Message(m) => {
                 assert!(m.offline);
-                texts.push(m.text);
+                texts.push((m.seq, m.text));
             }
             Event::SyncDone { offline_count, .. } => {
                 assert_eq!(offline_count as usize, N);
@@ -336,8 +345,8 @@ async fn killing_the_offline_worker_mid_stream_loses_and_doubles_nothing() {
             _ => unreachable!(),
         }
     }
-    let expected: Vec<String> = (0..N).map(|i| format!("m{i:03}")).collect();
-    assert_eq!(texts, expected, "bob gets every message once, in order");
+    let expected: Vec<(u64, String)> = by_seq.into_iter().collect();
+    assert_eq!(texts, expected, "bob gets every message once, in seq order");
     b_link.close().await;
     a_link.close().await;
 }
