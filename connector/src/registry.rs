@@ -158,16 +158,29 @@ impl Connectors for Registry {
         let Some(entry) = entries.iter().find(|e| e.device == device) else {
             return;
         };
-        match entry.tx.try_send(push) {
-            Ok(()) => {}
-            // The device cannot keep up: cut it off rather than grow memory or
-            // stall the router. What it missed comes with its next catch-up.
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(user, device, "slow consumer, closing link");
-                entry.kill.kill(ErrorCode::SlowConsumer);
+        offer(entry, user, push);
+    }
+
+    fn resync_all(&self) {
+        for entries in self.users.iter() {
+            for entry in entries.value() {
+                offer(entry, *entries.key(), Push::Resync);
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
+    }
+}
+
+/// Queues `push` for one session without waiting.
+fn offer(entry: &Entry, user: UserId, push: Push) {
+    match entry.tx.try_send(push) {
+        Ok(()) => {}
+        // The device cannot keep up: cut it off rather than grow memory or
+        // stall the router. What it missed comes with its next catch-up.
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            tracing::warn!(user, device = %entry.device, "slow consumer, closing link");
+            entry.kill.kill(ErrorCode::SlowConsumer);
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => {}
     }
 }
 

@@ -170,8 +170,32 @@ impl Session {
                     return Ok(Some(ErrorCode::TokenRevoked));
                 }
             }
+            Push::Resync => self.resync(store).await?,
         }
         Ok(None)
+    }
+
+    /// Queues every stored message newer than what this device has or was
+    /// sent, per conversation, in seq order (live pushes may have been lost).
+    async fn resync(&mut self, store: &dyn Store) -> StoreResult<()> {
+        for c in store.device_cursors(self.user, &self.device).await? {
+            let have = self
+                .sent
+                .get(&c.conversation_id)
+                .copied()
+                .unwrap_or(0)
+                .max(c.cursor);
+            if c.last_seq > have {
+                let missing = (c.last_seq - have).min(u64::from(u32::MAX)) as u32;
+                for m in store
+                    .messages_after(&c.conversation_id, have, missing)
+                    .await?
+                {
+                    self.queue_message(&m, false);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A conversation this session has no cursor for (it started after
@@ -349,5 +373,53 @@ mod tests {
         assert!(s.acked(Vec::new()).messages.is_empty());
         s.note_queued_own(&push(4, "phone"));
         assert_eq!(seqs(&s.acked(Vec::new())), vec![4]);
+    }
+
+    #[tokio::test]
+    async fn a_resync_sends_what_was_stored_but_never_pushed_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = im_store::SqliteStore::open(&dir.path().join("im.db"))
+            .await
+            .unwrap();
+        let a = store.create_user("a", "x").await.unwrap();
+        let b = store.create_user("b", "x").await.unwrap();
+        let request = store.create_friend_request(a.id, b.id, "hi").await.unwrap();
+        store
+            .resolve_friend_request(request.id, true)
+            .await
+            .unwrap();
+        store.register_device(b.id, "phone").await.unwrap();
+        let mut session = Session::new(b.id, "phone".into(), "t".into());
+        session.catch_up(&store, 100).await.unwrap();
+        session.queue.clear();
+        let batch: Vec<_> = (1..=3)
+            .map(|i| im_store::NewMessage {
+                from_user: a.id,
+                client_msg_id: format!("c{i}"),
+                target: im_store::Target::User(b.id),
+                content_type: ContentType::Text as i32,
+                text: format!("m{i}"),
+                file: None,
+                recipients: vec![b.id],
+            })
+            .collect();
+        let stored = store.append_messages(&batch).await.unwrap();
+        // Only the first reaches the session live; the rest were lost.
+        let first = Push::Message {
+            message: std::sync::Arc::new(stored[0].message.clone()),
+            origin_device: "laptop".into(),
+        };
+        session.on_push(&store, first).await.unwrap();
+        session.on_push(&store, Push::Resync).await.unwrap();
+        session.on_push(&store, Push::Resync).await.unwrap();
+        let queued: Vec<u64> = session
+            .queue
+            .iter()
+            .filter_map(|(body, _)| match body {
+                Body::Message(m) => Some(m.seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(queued, vec![1, 2, 3]);
     }
 }

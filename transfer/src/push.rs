@@ -24,6 +24,10 @@ pub enum Push {
         /// `im_store::hash_token` of the revoked token.
         token_hash: Arc<str>,
     },
+    /// Pushes may have been lost on the way (a link to a transfer broke):
+    /// send the device, from the store, every message newer than what it
+    /// has. Made by a connector for its own sessions; never on the wire.
+    Resync,
 }
 
 /// The connectors, as the transfer sees them: deliver a push to a device on
@@ -32,4 +36,8 @@ pub enum Push {
 pub trait Connectors: Send + Sync + 'static {
     /// Queues `push` for `device` of `user` on `connector`.
     fn push(&self, connector: &str, user: UserId, device: &str, push: Push);
+
+    /// Queues `Push::Resync` for every device this process holds (only a
+    /// connector holds any).
+    fn resync_all(&self) {}
 }

@@ -96,8 +96,9 @@ fn receipt_record(r: Receipt, to_user: UserId) -> Option<ReceiptRecord> {
     })
 }
 
-/// A push for one device in its internal-link form.
-pub(crate) fn push_to(user: UserId, device: &str, push: &Push) -> PushTo {
+/// A push for one device in its internal-link form (`None` for a resync,
+/// which a connector makes itself).
+pub(crate) fn push_to(user: UserId, device: &str, push: &Push) -> Option<PushTo> {
     let push = match push {
         Push::Message {
             message,
@@ -110,12 +111,13 @@ pub(crate) fn push_to(user: UserId, device: &str, push: &Push) -> PushTo {
         Push::Receipt(r) => push_to::Push::Receipt(receipt(r)),
         Push::Event(body) => push_to::Push::Event(Frame::new(0, (**body).clone())),
         Push::Revoke { token_hash } => push_to::Push::RevokeTokenHash(token_hash.to_string()),
+        Push::Resync => return None,
     };
-    PushTo {
+    Some(PushTo {
         user,
         device: device.to_owned(),
         push: Some(push),
-    }
+    })
 }
 
 /// What a connector does with a push from a transfer.

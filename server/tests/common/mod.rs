@@ -351,6 +351,15 @@ impl Harness {
         format!("{base}{path}")
     }
 
+    /// Stops the first node of a cluster that runs `role`.
+    pub async fn stop_node(&mut self, role: Role) {
+        let Some(Running::Cluster(cluster)) = self.server.as_mut() else {
+            panic!("stop_node needs Backend::Cluster");
+        };
+        let i = cluster.nodes.iter().position(|n| n.role == role).unwrap();
+        cluster.nodes.remove(i).shutdown().await;
+    }
+
     pub async fn stop(&mut self) {
         if let Some(server) = self.server.take() {
             server.shutdown().await;

@@ -43,6 +43,15 @@ struct Slot {
     live: Mutex<Option<Live>>,
 }
 
+/// What a connector hears from its links to the transfers.
+#[derive(Debug)]
+pub enum FromTransfer {
+    /// Something for one of its devices.
+    Push(Box<PushTo>),
+    /// A link that was up broke: pushes on it may be lost.
+    LinkLost,
+}
+
 /// Links to every transfer.
 pub struct TransferClient {
     slots: Vec<Slot>,
@@ -58,13 +67,13 @@ fn unavailable() -> TransferError {
 
 impl TransferClient {
     /// Starts keeping a link to each of `transfers`, each opened with
-    /// `hello`. Pushes from transfers (for connectors) go to `pushes`. The
-    /// links close at `shutdown`.
+    /// `hello`. Pushes from transfers (for connectors), and word of a broken
+    /// link, go to `pushes`. The links close at `shutdown`.
     pub fn start(
         transfers: Vec<String>,
         hello: Hello,
         peer: PeerConfig,
-        pushes: Option<mpsc::Sender<PushTo>>,
+        pushes: Option<mpsc::Sender<FromTransfer>>,
         shutdown: CancellationToken,
     ) -> Arc<TransferClient> {
         let client = Arc::new(TransferClient {
@@ -155,7 +164,7 @@ async fn keep_link(
     i: usize,
     hello: Hello,
     peer: PeerConfig,
-    pushes: Option<mpsc::Sender<PushTo>>,
+    pushes: Option<mpsc::Sender<FromTransfer>>,
     shutdown: CancellationToken,
 ) {
     let addr = client.slots[i].addr.clone();
@@ -204,7 +213,7 @@ async fn keep_link(
                 }
                 Body::Push(p) => {
                     if let Some(pushes) = &pushes {
-                        if pushes.send(p).await.is_err() {
+                        if pushes.send(FromTransfer::Push(Box::new(p))).await.is_err() {
                             break;
                         }
                     }
@@ -215,6 +224,9 @@ async fn keep_link(
         *client.slots[i].live.lock().expect("slot lock") = None;
         // Dropping the senders fails every call still waiting on this link.
         waiting.lock().expect("waiting lock").clear();
+        if let Some(pushes) = &pushes {
+            let _ = pushes.send(FromTransfer::LinkLost).await;
+        }
         match link.await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(%addr, %error, "transfer link failed; reconnecting"),
@@ -268,13 +280,32 @@ impl RemoteTransfer {
 /// Hands pushes to the connector's sessions; a device's own new message
 /// also answers its pending send (after the session has noted it, as in a
 /// single process where the router runs before the sender hears SENT).
+///
+/// When a link breaks, what it carried may be lost: every session re-reads
+/// from the store what is newer than what it has, and every send still
+/// waiting for its SENT is failed with a retryable error (a resend with the
+/// same client id is answered with the stored message, or stored once).
 async fn deliver_pushes(
-    mut rx: mpsc::Receiver<PushTo>,
+    mut rx: mpsc::Receiver<FromTransfer>,
     connector_id: String,
     local: Arc<dyn Connectors>,
     sends: Arc<SendWaiters>,
 ) {
-    while let Some(p) = rx.recv().await {
+    while let Some(from) = rx.recv().await {
+        let p = match from {
+            FromTransfer::Push(p) => *p,
+            FromTransfer::LinkLost => {
+                if !sends.is_empty() {
+                    tracing::warn!(
+                        pending = sends.len(),
+                        "transfer link lost; failing sends still waiting for SENT"
+                    );
+                }
+                sends.clear();
+                local.resync_all();
+                continue;
+            }
+        };
         match wire::inbound(p) {
             Some(Inbound::Push(user, device, push)) => {
                 let own = match &push {

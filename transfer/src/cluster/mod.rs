@@ -6,6 +6,6 @@ mod client;
 mod peer;
 mod server;
 
-pub use client::{RemoteCommits, RemoteNotifier, RemoteTransfer, TransferClient};
+pub use client::{FromTransfer, RemoteCommits, RemoteNotifier, RemoteTransfer, TransferClient};
 pub use peer::{peer_conn, run_peer, PeerConfig, PeerConn, PeerError, MAX_INTERNAL_FRAME};
 pub use server::{serve, ConnectorLinks, TransferService};

@@ -68,7 +68,9 @@ impl ConnectorLinks {
 
 impl Connectors for ConnectorLinks {
     fn push(&self, connector: &str, user: UserId, device: &str, push: Push) {
-        self.send(connector, Body::Push(wire::push_to(user, device, &push)));
+        if let Some(push) = wire::push_to(user, device, &push) {
+            self.send(connector, Body::Push(push));
+        }
     }
 }
 
