@@ -135,8 +135,12 @@ async fn serve_link(stream: TcpStream, service: Arc<TransferService>, shutdown: 
                 )
             })
         }
-        _ => {
-            tracing::warn!("internal link did not start with Hello; closing");
+        other => {
+            match other {
+                // A port probe, or a caller that went away at once.
+                Ok(None) => tracing::debug!("internal link closed before Hello"),
+                _ => tracing::warn!("internal link did not start with Hello; closing"),
+            }
             link_done.cancel();
             let _ = peer.await;
             return;
