@@ -51,7 +51,22 @@ struct ScriptCluster {
 }
 
 impl ScriptCluster {
+    /// Brings a cluster up. Ports are picked free but may be taken again
+    /// before the processes bind them (tests run in parallel): then that
+    /// cluster is taken down and another is tried on new ports.
     fn up(lease_secs: u64) -> ScriptCluster {
+        for attempt in 1..=3 {
+            let cluster = ScriptCluster::define(lease_secs);
+            match cluster.try_script(&["up"]) {
+                Ok(()) => return cluster,
+                Err(e) if attempt < 3 => eprintln!("cluster.sh up failed; trying new ports:\n{e}"),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn define(lease_secs: u64) -> ScriptCluster {
         let dir = tempfile::tempdir().unwrap();
         let run = uuid::Uuid::new_v4().simple().to_string();
         let db = format!("im_test_{run}");
@@ -81,31 +96,35 @@ impl ScriptCluster {
             ("IM_REDIS_URL", redis_url()),
         ];
         let env: Vec<(String, String)> = env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-        let cluster = ScriptCluster {
+        ScriptCluster {
             dir,
             env,
             db,
             prefix,
             link: SocketAddr::from(([127, 0, 0, 1], link)),
             http: format!("http://127.0.0.1:{http}"),
-        };
-        cluster.script(&["up"]);
-        cluster
+        }
     }
 
     fn script(&self, args: &[&str]) {
+        self.try_script(args).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn try_script(&self, args: &[&str]) -> Result<(), String> {
         let out = Command::new(repo().join("scripts/cluster.sh"))
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(format!(
             "cluster.sh {args:?} failed:\n{}\n{}\nlogs: {}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
             self.logs()
-        );
+        ))
     }
 
     fn logs(&self) -> String {
