@@ -124,4 +124,47 @@ fn bad_flags_get_a_clear_error_and_no_start() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--max-frame-bytes"));
+
+    // Cluster roles: each names the engine flag it lacks.
+    for (args, expected) in [
+        (
+            &["--role", "connector"][..],
+            "--role connector needs --database-url",
+        ),
+        (
+            &[
+                "--role",
+                "transfer",
+                "--database-url",
+                "mysql://db/im",
+                "--redis-url",
+                "redis://r",
+            ][..],
+            "--role transfer needs --kafka-brokers",
+        ),
+        (
+            &[
+                "--role",
+                "offline-worker",
+                "--database-url",
+                "mysql://db/im",
+                "--kafka-brokers",
+                "k:9092",
+            ][..],
+            "--role offline-worker needs --transfers",
+        ),
+        (
+            &["--role", "rest-api", "--transfers", "t1"][..],
+            "is not host:port",
+        ),
+        (&["--role", "router"][..], "invalid value 'router'"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_im-server"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
 }
