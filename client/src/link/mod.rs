@@ -12,10 +12,12 @@
 mod event;
 mod pending;
 mod seen;
+mod session;
 mod state;
 mod task;
 
 pub use event::Event;
+pub use session::{Session, SessionEvent, SessionOptions};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -176,6 +178,17 @@ impl Link {
         let (reply, answer) = oneshot::channel();
         self.command(Command::Send { message, reply }).await?;
         answer.await.map_err(|_| link_gone())?
+    }
+
+    /// Queues a send (in call order) and returns where its SENT receipt or
+    /// error will come, without waiting for it.
+    pub(crate) async fn queue_send(
+        &self,
+        message: SendMessage,
+    ) -> Result<oneshot::Receiver<Result<SentReceipt, ClientError>>, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.command(Command::Send { message, reply }).await?;
+        Ok(answer)
     }
 
     /// Sends a text message.
