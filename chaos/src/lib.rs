@@ -5,6 +5,11 @@
 //! seed gives the same decisions for the same frames), drops, duplicates,
 //! holds back (delays and so reorders) frames, with separate rates for acks,
 //! and cuts whole connections. What it did is counted in [`ChaosStats`].
+//! [`chat_run`] drives chat traffic through it and checks what arrived.
+
+mod scenario;
+
+pub use scenario::{chat_run, lossy_link_options, Report, RunConfig};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +42,21 @@ pub struct Faults {
     pub delay: f64,
     /// Upper bound of a delay.
     pub max_delay: Duration,
+}
+
+impl Faults {
+    /// The test suite's rates: 30% of acks and 3% of other frames dropped,
+    /// 5% of frames duplicated, 5% reordered, 5% delayed by up to 20 ms.
+    pub fn headline() -> Faults {
+        Faults {
+            drop_ack: 0.3,
+            drop_frame: 0.03,
+            duplicate: 0.05,
+            reorder: 0.05,
+            delay: 0.05,
+            max_delay: Duration::from_millis(20),
+        }
+    }
 }
 
 /// What the proxy did, for a run's summary.
