@@ -24,6 +24,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
+/// The seed of a chaos run: `IM_CHAOS_SEED` if set (to rerun a failing
+/// run), else a fresh random one. Printed, so any run can be repeated.
+pub fn run_seed() -> u64 {
+    let seed = std::env::var("IM_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!("chaos seed {seed} (rerun with IM_CHAOS_SEED={seed})");
+    seed
+}
+
 /// Longest a frame is held back to be reordered.
 const HOLD_AT_MOST: Duration = Duration::from_millis(20);
 

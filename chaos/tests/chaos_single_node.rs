@@ -6,15 +6,11 @@
 
 use std::time::Duration;
 
-use im_chaos::{chat_run, ChaosProxy, Faults, RunConfig};
+use im_chaos::{chat_run, run_seed, ChaosProxy, Faults, RunConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_through_the_chaos_proxy_loses_doubles_and_reorders_nothing() {
-    let seed = std::env::var("IM_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    println!("chaos seed {seed} (rerun with IM_CHAOS_SEED={seed})");
+    let seed = run_seed();
     let dir = tempfile::tempdir().unwrap();
     let mut config = im_server::Config::new(
         dir.path().to_path_buf(),

@@ -265,7 +265,9 @@ async fn write_batch(
     listener: &dyn CommitListener,
     shutdown: &CancellationToken,
 ) -> bool {
-    let submissions: Vec<Submission> = batch
+    // The messages move into the batch; their sending devices stay beside
+    // it, in the same order (as in the single-node log).
+    let (messages, origins): (Vec<NewMessage>, Vec<String>) = batch
         .iter()
         .filter_map(|m| {
             let decoded = m.payload().and_then(decode);
@@ -278,11 +280,11 @@ async fn write_batch(
             }
             decoded
         })
-        .collect();
-    if submissions.is_empty() {
+        .map(|s| (s.message, s.origin_device))
+        .unzip();
+    if messages.is_empty() {
         return true;
     }
-    let messages: Vec<NewMessage> = submissions.iter().map(|s| s.message.clone()).collect();
     let mut backoff = Duration::from_millis(100);
     let appended = loop {
         match store.append_messages(&messages).await {
@@ -297,13 +299,14 @@ async fn write_batch(
             }
         }
     };
-    let committed: Vec<Committed> = submissions
+    let committed: Vec<Committed> = messages
         .into_iter()
+        .zip(origins)
         .zip(appended)
-        .map(|(s, appended)| Committed {
-            from_user: s.message.from_user,
-            origin_device: s.origin_device,
-            recipients: s.message.recipients,
+        .map(|((message, origin_device), appended)| Committed {
+            from_user: message.from_user,
+            origin_device,
+            recipients: message.recipients,
             appended,
         })
         .collect();

@@ -13,7 +13,7 @@ use im_rest_api::AppState;
 use im_store::Store;
 use im_transfer::cluster::{
     serve, ConnectorLinks, PeerConfig, RemoteCommits, RemoteNotifier, RemoteTransfer,
-    TransferService,
+    TransferClient, TransferService,
 };
 use im_transfer::{Router, Transfer};
 use tokio::net::TcpListener;
@@ -58,6 +58,14 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {what} on {addr}"))
+}
+
+/// Waits (bounded) until every transfer is linked; a node starts serving
+/// anyway, and its calls fail with a retryable error until they are.
+async fn wait_for_transfers(client: &TransferClient) {
+    if !client.wait_linked(LINK_WAIT).await {
+        tracing::warn!("not every transfer is reachable yet; starting anyway");
+    }
 }
 
 /// Starts the component `config.role` names (not `all`: see `crate::start`).
@@ -121,9 +129,7 @@ pub async fn start_node(config: Config) -> anyhow::Result<RunningNode> {
                 peer,
                 internal.clone(),
             );
-            if !transfer.client().wait_linked(LINK_WAIT).await {
-                tracing::warn!("not every transfer is reachable yet; serving anyway");
-            }
+            wait_for_transfers(transfer.client()).await;
             let connector = Arc::new(Connector {
                 config: connector_config,
                 store: store.clone(),
@@ -148,9 +154,7 @@ pub async fn start_node(config: Config) -> anyhow::Result<RunningNode> {
         Role::RestApi => {
             let status = open_status(&config).await?;
             let notifier = RemoteNotifier::start(config.transfers.clone(), peer, internal.clone());
-            if !notifier.client().wait_linked(LINK_WAIT).await {
-                tracing::warn!("not every transfer is reachable yet; serving anyway");
-            }
+            wait_for_transfers(notifier.client()).await;
             std::fs::create_dir_all(&config.data_dir)
                 .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
             let app = im_rest_api::app(AppState {
@@ -178,9 +182,7 @@ pub async fn start_node(config: Config) -> anyhow::Result<RunningNode> {
                 .await
                 .context("creating the Kafka topic")?;
             let listener = RemoteCommits::start(config.transfers.clone(), peer, internal.clone());
-            if !listener.client().wait_linked(LINK_WAIT).await {
-                tracing::warn!("not every transfer is reachable yet; consuming anyway");
-            }
+            wait_for_transfers(listener.client()).await;
             let worker = WorkerConfig {
                 kafka,
                 group: config.kafka_group.clone(),
@@ -206,18 +208,15 @@ impl RunningNode {
     /// internal links, then the store.
     pub async fn shutdown(self) {
         self.front.cancel();
-        if self.role != Role::Transfer {
-            for task in &self.tasks {
-                let deadline = tokio::time::Instant::now() + STOP_GRACE;
-                while !task.is_finished() && tokio::time::Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
+        // A transfer's one task serves the internal links; every other
+        // role's tasks end with the front and still use the links meanwhile.
+        if self.role == Role::Transfer {
+            self.internal.cancel();
         }
-        self.internal.cancel();
         for task in self.tasks {
             let _ = tokio::time::timeout(STOP_GRACE, task).await;
         }
+        self.internal.cancel();
         self.store.close().await;
         tracing::info!("stopped");
     }

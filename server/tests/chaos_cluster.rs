@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use im_chaos::{chat_run, ChaosProxy, Faults, RunConfig};
+use im_chaos::{chat_run, run_seed, ChaosProxy, Faults, RunConfig};
 
 fn backend() -> Backend {
     Backend::Cluster
@@ -18,11 +18,7 @@ fn backend() -> Backend {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_through_the_chaos_proxy_on_the_cluster_loses_doubles_and_reorders_nothing() {
-    let seed = std::env::var("IM_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand_seed);
-    println!("chaos seed {seed} (rerun with IM_CHAOS_SEED={seed})");
+    let seed = run_seed();
     let h = Harness::start_with(|c| {
         c.ack_timeout_ms = 100;
         c.max_retries = 40;
@@ -49,8 +45,4 @@ async fn chat_through_the_chaos_proxy_on_the_cluster_loses_doubles_and_reorders_
     assert_eq!(report.sent, 80, "every send got its SENT");
     assert!(acks > 0 && cuts == 4, "the proxy did its job");
     assert!(report.clean(), "seed {seed}: {report:?}");
-}
-
-fn rand_seed() -> u64 {
-    uuid::Uuid::new_v4().as_u64_pair().0
 }

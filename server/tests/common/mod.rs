@@ -37,7 +37,6 @@ pub enum Backend {
 /// config) balancing client links over the connectors.
 pub struct Cluster {
     pub nodes: Vec<RunningNode>,
-    pub links: Vec<std::net::SocketAddr>,
     pub http: std::net::SocketAddr,
     balancer: Balancer,
 }
@@ -158,7 +157,6 @@ impl Cluster {
         let balancer = Balancer::start(&links, &ws).await;
         Cluster {
             nodes,
-            links,
             http,
             balancer,
         }

@@ -38,11 +38,6 @@ impl ConnectorLinks {
         ConnectorLinks::default()
     }
 
-    /// Connector ids with a live link.
-    pub fn connected(&self) -> Vec<String> {
-        self.links.iter().map(|e| e.key().clone()).collect()
-    }
-
     fn register(&self, connector: &str, tx: mpsc::Sender<Body>) -> u64 {
         let id = self.next_link.fetch_add(1, Ordering::Relaxed);
         // A reconnecting connector replaces its old link.
