@@ -136,6 +136,16 @@ impl Registry {
             .collect()
     }
 
+    /// Has one device's session re-read from the store what is newer than
+    /// what it has (pushes meant for it may have gone astray).
+    pub fn resync(&self, user: UserId, device: &str) {
+        if let Some(entries) = self.users.get(&user) {
+            for entry in entries.iter().filter(|e| e.device == device) {
+                offer(entry, user, Push::Resync);
+            }
+        }
+    }
+
     /// Closes every session with `code` (used at shutdown).
     pub fn kill_all(&self, code: ErrorCode) {
         for entry in self.users.iter() {

@@ -94,6 +94,8 @@ async fn accept(
 
 /// Renews the user-status leases of every device on this connector, so that
 /// if this process dies its devices expire and their messages go offline.
+/// Devices the status backend had lost (a restarted Redis) are written back
+/// and resynced: while they were missing, their messages were not pushed.
 async fn refresh_leases(ctx: Arc<Connector>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(ctx.config.status_refresh);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -103,12 +105,25 @@ async fn refresh_leases(ctx: Arc<Connector>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         let devices = ctx.registry.devices();
-        if let Err(error) = ctx
+        match ctx
             .status
             .refresh(ctx.registry.connector_id(), &devices)
             .await
         {
-            tracing::warn!(%error, devices = devices.len(), "lease refresh failed");
+            Ok(restored) => {
+                if !restored.is_empty() {
+                    tracing::warn!(
+                        devices = restored.len(),
+                        "user status had lost devices; written back and resynced"
+                    );
+                }
+                for (user, device) in restored {
+                    ctx.registry.resync(user, &device);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, devices = devices.len(), "lease refresh failed")
+            }
         }
     }
 }

@@ -58,12 +58,15 @@ pub trait UserStatus: Send + Sync + 'static {
         false
     }
     /// Extends the lease of devices still held by `connector`, so a dead
-    /// connector's devices expire. Backends without expiry ignore it.
+    /// connector's devices expire. A device whose entry is gone although it
+    /// is on no other connector (the backend lost its data: a restarted
+    /// Redis) is written back; those are returned, as pushes meant for them
+    /// may have been missed. Backends without expiry do nothing.
     async fn refresh(
         &self,
         _connector: &str,
         _devices: &[(UserId, String)],
-    ) -> Result<(), StatusError> {
-        Ok(())
+    ) -> Result<Vec<(UserId, String)>, StatusError> {
+        Ok(Vec::new())
     }
 }

@@ -40,6 +40,20 @@ redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
 if removed == 1 and redis.call('ZCARD', key) == 0 then return 1 else return 0 end
 "#;
 
+/// Writes a device back whose entry is gone (Redis lost its data), unless
+/// the device is live on some connector now; returns 1 if it was written.
+const RESTORE: &str = r#"
+local key, device, member = KEYS[1], ARGV[1], ARGV[2]
+local now, expires, ttl = tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local prefix = device .. '\t'
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', key, now + 1, '+inf')) do
+  if string.sub(m, 1, #prefix) == prefix then return 0 end
+end
+redis.call('ZADD', key, expires, member)
+redis.call('PEXPIRE', key, ttl)
+return 1
+"#;
+
 /// User status in Redis.
 #[derive(Clone)]
 pub struct RedisUserStatus {
@@ -48,6 +62,7 @@ pub struct RedisUserStatus {
     lease: Duration,
     online: Script,
     offline: Script,
+    restore: Script,
 }
 
 impl std::fmt::Debug for RedisUserStatus {
@@ -83,6 +98,7 @@ impl RedisUserStatus {
             lease,
             online: Script::new(ONLINE),
             offline: Script::new(OFFLINE),
+            restore: Script::new(RESTORE),
         })
     }
 
@@ -183,29 +199,49 @@ impl UserStatus for RedisUserStatus {
         &self,
         connector: &str,
         devices: &[(UserId, String)],
-    ) -> Result<(), StatusError> {
+    ) -> Result<Vec<(UserId, String)>, StatusError> {
         if devices.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let expires = now_ms() + self.lease_ms();
+        let now = now_ms();
+        let expires = now + self.lease_ms();
         let mut pipe = redis::pipe();
         for (user, device) in devices {
-            // XX: only extend what is still there; a device that moved or
-            // logged out is not brought back.
+            // XX: only extend what is there. CH: 1 if it was (the score
+            // always moves on), 0 if the entry is gone.
             pipe.cmd("ZADD")
                 .arg(self.key(*user))
                 .arg("XX")
                 .arg("CH")
                 .arg(expires)
-                .arg(member(device, connector))
-                .ignore();
+                .arg(member(device, connector));
             pipe.cmd("PEXPIRE")
                 .arg(self.key(*user))
                 .arg(self.lease_ms())
                 .ignore();
         }
-        pipe.query_async::<()>(&mut self.conn.clone())
+        let extended: Vec<i64> = pipe
+            .query_async(&mut self.conn.clone())
             .await
-            .map_err(backend)
+            .map_err(backend)?;
+        // Gone entries are rare (a Redis restart), so one script call each.
+        let mut restored = Vec::new();
+        for ((user, device), _) in devices.iter().zip(extended).filter(|(_, n)| *n == 0) {
+            let written: i64 = self
+                .restore
+                .key(self.key(*user))
+                .arg(device)
+                .arg(member(device, connector))
+                .arg(now)
+                .arg(expires)
+                .arg(self.lease_ms())
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(backend)?;
+            if written == 1 {
+                restored.push((*user, device.clone()));
+            }
+        }
+        Ok(restored)
     }
 }

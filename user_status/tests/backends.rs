@@ -7,16 +7,25 @@ use std::time::Duration;
 
 use im_user_status::{MemoryUserStatus, RedisUserStatus, UserStatus};
 
-async fn redis(lease: Duration) -> RedisUserStatus {
-    let url =
-        std::env::var("IM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    // A fresh prefix per test keeps tests apart on one server.
+fn redis_url() -> String {
+    std::env::var("IM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A backend on a fresh key prefix (which keeps tests apart on one server),
+/// and the prefix.
+async fn redis_with_prefix(lease: Duration) -> (RedisUserStatus, String) {
+    let url = redis_url();
     let prefix = format!("imtest-{}", uuid::Uuid::new_v4().simple());
-    RedisUserStatus::connect(&url, &prefix, lease)
+    let status = RedisUserStatus::connect(&url, &prefix, lease)
         .await
         .unwrap_or_else(|e| {
             panic!("Redis at {url} is required (start it with scripts/ensure-services.sh): {e}")
-        })
+        });
+    (status, prefix)
+}
+
+async fn redis(lease: Duration) -> RedisUserStatus {
+    redis_with_prefix(lease).await.0
 }
 
 async fn backends() -> Vec<(&'static str, Arc<dyn UserStatus>)> {
@@ -100,8 +109,34 @@ async fn redis_entries_expire_unless_refreshed() {
     );
     // The expired user coming back counts as coming online.
     assert!(s.online(2, "phone", "c1").await.unwrap());
-    // Refresh never resurrects a device that went offline.
-    s.offline(1, "phone", "c1").await.unwrap();
-    s.refresh("c1", &[(1, "phone".into())]).await.unwrap();
+    // A device that moved to another connector is not taken back by the
+    // old connector's refresh.
+    s.online(1, "phone", "c2").await.unwrap();
+    let restored = s.refresh("c1", &[(1, "phone".into())]).await.unwrap();
+    assert!(restored.is_empty());
+    let found = s.lookup(1).await.unwrap();
+    assert_eq!((found.len(), found[0].connector.as_str()), (1, "c2"));
+}
+
+#[tokio::test]
+async fn refresh_writes_back_what_a_restarted_redis_lost() {
+    let (s, prefix) = redis_with_prefix(Duration::from_secs(60)).await;
+    s.online(1, "phone", "c1").await.unwrap();
+    s.online(2, "phone", "c1").await.unwrap();
+    // Redis loses user 1's entry, as a restart without persistence does.
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{prefix}:status:{{1}}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert!(s.lookup(1).await.unwrap().is_empty());
+    let devices = [(1, "phone".to_owned()), (2, "phone".to_owned())];
+    let restored = s.refresh("c1", &devices).await.unwrap();
+    assert_eq!(restored, vec![(1, "phone".to_owned())], "only the lost one");
+    let found = s.lookup(1).await.unwrap();
+    assert_eq!((found.len(), found[0].connector.as_str()), (1, "c1"));
+    // Nothing is lost now: the next refresh restores nothing.
+    assert!(s.refresh("c1", &devices).await.unwrap().is_empty());
 }
