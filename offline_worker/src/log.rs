@@ -38,6 +38,10 @@ pub enum LogError {
     /// The store failed to commit the batch.
     #[error("store failed: {0}")]
     Store(String),
+    /// No word came that the message was stored; it may have been or not
+    /// (a resend with the same client id finds out).
+    #[error("message not confirmed in time")]
+    Unconfirmed,
 }
 
 /// Resolves when the submitted message is durable.

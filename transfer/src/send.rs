@@ -37,6 +37,10 @@ impl Future for PendingSend {
                 ErrorCode::Internal,
                 "message could not be stored; resend later",
             )),
+            Ok(Err(LogError::Unconfirmed)) => Err(TransferError::new(
+                ErrorCode::Internal,
+                "message not confirmed in time; resend later",
+            )),
         })
     }
 }

@@ -20,6 +20,7 @@ use im_proto::ErrorCode;
 use im_store::{Appended, DeliveredMessage, OfflineKey, UserId};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::peer::{peer_conn, run_peer, PeerConfig};
@@ -235,8 +236,14 @@ async fn keep_link(
     }
 }
 
+/// How long a send waits for its stored copy (its SENT) before it is
+/// failed as "resend later". The copy can be lost: pushed while user status
+/// did not know the device (a restarted Redis), or routed by no transfer.
+const SENT_TIMEOUT: Duration = Duration::from_secs(15);
+
 type SendKey = (UserId, String, String);
-type SendWaiters = DashMap<SendKey, oneshot::Sender<Result<Appended, LogError>>>;
+type SendWaiter = (Instant, oneshot::Sender<Result<Appended, LogError>>);
+type SendWaiters = DashMap<SendKey, SendWaiter>;
 
 /// A connector's transfer: its calls go over internal links; the SENT of a
 /// message arrives later as the stored message pushed to its own device.
@@ -260,7 +267,7 @@ impl RemoteTransfer {
             role: "connector".into(),
             connector_id: connector_id.to_owned(),
         };
-        let client = TransferClient::start(transfers, hello, peer, Some(push_tx), shutdown);
+        let client = TransferClient::start(transfers, hello, peer, Some(push_tx), shutdown.clone());
         let sends: Arc<SendWaiters> = Arc::default();
         tokio::spawn(deliver_pushes(
             push_rx,
@@ -268,6 +275,7 @@ impl RemoteTransfer {
             local,
             sends.clone(),
         ));
+        tokio::spawn(expire_sends(sends.clone(), shutdown));
         RemoteTransfer { client, sends }
     }
 
@@ -335,8 +343,33 @@ async fn deliver_pushes(
 
 fn answer(sends: &SendWaiters, user: UserId, device: String, appended: Appended) {
     let key = (user, device, appended.message.client_msg_id.clone());
-    if let Some((_, done)) = sends.remove(&key) {
+    if let Some((_, (_, done))) = sends.remove(&key) {
         let _ = done.send(Ok(appended));
+    }
+}
+
+/// Fails the sends that waited longer than [`SENT_TIMEOUT`], once a second.
+async fn expire_sends(sends: Arc<SendWaiters>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let late: Vec<SendKey> = sends
+            .iter()
+            .filter(|e| e.value().0.elapsed() >= SENT_TIMEOUT)
+            .map(|e| e.key().clone())
+            .collect();
+        if !late.is_empty() {
+            tracing::warn!(sends = late.len(), "no SENT in time; asking for resends");
+        }
+        for key in late {
+            let expired = sends.remove_if(&key, |_, (since, _)| since.elapsed() >= SENT_TIMEOUT);
+            if let Some((_, (_, done))) = expired {
+                let _ = done.send(Err(LogError::Unconfirmed));
+            }
+        }
     }
 }
 
@@ -352,7 +385,7 @@ impl TransferApi for RemoteTransfer {
         let (done, pending) = oneshot::channel();
         // Registered before the call: the stored copy may come back through
         // another transfer before this call's reply.
-        self.sends.insert(key.clone(), done);
+        self.sends.insert(key.clone(), (Instant::now(), done));
         let op = call::Op::Submit(Submit {
             user,
             device: device.to_owned(),
