@@ -1,6 +1,7 @@
 //! Finds each recipient device in user status and hands it the push.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use im_offline_worker::{CommitListener, Committed};
@@ -9,6 +10,10 @@ use im_store::{ReceiptRecord, UserId};
 use im_user_status::UserStatus;
 
 use crate::{Connectors, Notifier, Push};
+
+/// The longest single wait between retries of a failed status look-up
+/// (50 ms doubling: about 1.5 s in all).
+const LOOKUP_RETRY_UP_TO: Duration = Duration::from_millis(800);
 
 /// Routes pushes to the connectors holding each recipient's devices. Offline
 /// recipients need nothing here: their offline rows were written with the
@@ -32,12 +37,22 @@ impl Router {
     /// Pushes `push(i)` to every online device of `users[i]`, with one status
     /// round trip for all of them.
     async fn fan_out(&self, users: &[UserId], push: impl Fn(usize) -> Push) {
-        let located = match self.status.lookup_many(users).await {
-            Ok(located) => located,
-            Err(error) => {
-                // Nothing is lost: stored items reach devices at their next login.
-                tracing::warn!(%error, "status lookup failed; recipients catch up later");
-                return;
+        let mut wait = Duration::from_millis(50);
+        let located = loop {
+            match self.status.lookup_many(users).await {
+                Ok(located) => break located,
+                // A short outage (a reconnect) is waited out.
+                Err(error) if wait <= LOOKUP_RETRY_UP_TO => {
+                    tracing::debug!(%error, "status lookup failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                Err(error) => {
+                    // Stored items reach devices at their next sync: a
+                    // connector resyncs the devices a restarted Redis lost.
+                    tracing::warn!(%error, "status lookup failed; recipients catch up later");
+                    return;
+                }
             }
         };
         for (i, (user, devices)) in users.iter().zip(located).enumerate() {
