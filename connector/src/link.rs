@@ -394,28 +394,33 @@ impl Link {
         }));
     }
 
-    /// Reports acked messages and receipts; a failure only delays them (the
-    /// device's cursor is not moved, so it gets them again next login).
+    /// Reports acked messages and receipts. One that fails (the store or
+    /// every transfer is down) is retried in the background, so the link
+    /// goes on and the senders still get their DELIVERED; cursors only
+    /// ever move forward, so a late report is harmless.
     async fn report(&mut self, acked: session::Acked) {
         let (user, device) = (self.session.user, self.session.device.as_str());
         if !acked.messages.is_empty() {
-            if let Err(error) = self
-                .ctx
-                .transfer
-                .delivered(user, device, &acked.messages)
-                .await
-            {
-                tracing::warn!(%error, "recording delivery failed");
+            let transfer = &self.ctx.transfer;
+            if let Err(error) = transfer.delivered(user, device, &acked.messages).await {
+                tracing::warn!(%error, "recording delivery failed; retrying");
+                let (transfer, device) = (transfer.clone(), device.to_owned());
+                tokio::spawn(retry_report(move || {
+                    let (transfer, device, messages) =
+                        (transfer.clone(), device.clone(), acked.messages.clone());
+                    async move { transfer.delivered(user, &device, &messages).await }
+                }));
             }
         }
         if !acked.receipts.is_empty() {
-            if let Err(error) = self
-                .ctx
-                .transfer
-                .receipts_delivered(user, &acked.receipts)
-                .await
-            {
-                tracing::warn!(%error, "recording receipt delivery failed");
+            let transfer = &self.ctx.transfer;
+            if let Err(error) = transfer.receipts_delivered(user, &acked.receipts).await {
+                tracing::warn!(%error, "recording receipt delivery failed; retrying");
+                let transfer = transfer.clone();
+                tokio::spawn(retry_report(move || {
+                    let (transfer, receipts) = (transfer.clone(), acked.receipts.clone());
+                    async move { transfer.receipts_delivered(user, &receipts).await }
+                }));
             }
         }
     }
@@ -487,3 +492,28 @@ fn kill_message(code: ErrorCode) -> &'static str {
         _ => "link closed by server",
     }
 }
+
+/// Retries a failed report with doubling waits for about a minute; after
+/// that the device's cursor stays where it was, so it gets those messages
+/// again at its next login and acks them again.
+async fn retry_report<F, Fut>(report: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), TransferError>>,
+{
+    let mut wait = Duration::from_millis(200);
+    let mut waited = Duration::ZERO;
+    while waited < REPORT_RETRY_FOR {
+        tokio::time::sleep(wait).await;
+        waited += wait;
+        wait = (wait * 2).min(Duration::from_secs(5));
+        match report().await {
+            Ok(()) => return,
+            Err(error) => tracing::debug!(%error, "report still failing"),
+        }
+    }
+    tracing::warn!("report given up; the device gets those messages again at its next login");
+}
+
+/// How long a failed report is retried.
+const REPORT_RETRY_FOR: Duration = Duration::from_secs(60);
