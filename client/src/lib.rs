@@ -32,7 +32,7 @@ pub use im_proto::v1::{
 };
 pub use im_proto::{AckConfig, ErrorCode, Frame, FrameCodec};
 pub use link::{
-    connect_raw, new_client_msg_id, Event, Link, LinkOptions, RawConn, SentReceipt, Session,
-    SessionEvent, SessionOptions, Target,
+    connect_raw, new_client_msg_id, Event, Link, LinkOptions, RawConn, SeenSeqs, SentReceipt,
+    Session, SessionEvent, SessionOptions, Target,
 };
 pub use rest::RestClient;

@@ -17,7 +17,7 @@ mod state;
 mod task;
 
 pub use event::Event;
-pub use session::{Session, SessionEvent, SessionOptions};
+pub use session::{SeenSeqs, Session, SessionEvent, SessionOptions};
 
 use std::sync::Arc;
 use std::time::Duration;

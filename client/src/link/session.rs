@@ -11,6 +11,7 @@
 //! that conversation, so it sees each once, in seq order.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -33,6 +34,41 @@ pub struct SessionOptions {
     pub max_backoff: Duration,
     /// Events waiting for the application before the session waits.
     pub event_buffer: usize,
+    /// What this device has handed to its application so far. A device
+    /// keeps it across sessions (as an app keeps it on disk), so that a new
+    /// session does not hand over again what an earlier one did; give each
+    /// device its own.
+    pub seen: SeenSeqs,
+}
+
+/// Per conversation, the highest seq handed to the application. Cheap to
+/// clone; clones share the record.
+#[derive(Debug, Clone, Default)]
+pub struct SeenSeqs(Arc<Mutex<HashMap<String, u64>>>);
+
+impl SeenSeqs {
+    /// The highest seq handed over in `conversation` (0 for none).
+    pub fn get(&self, conversation: &str) -> u64 {
+        let seen = self.0.lock().expect("seen lock");
+        seen.get(conversation).copied().unwrap_or(0)
+    }
+
+    /// Records `seq` in `conversation` if it is newer; false if it is not
+    /// (so it was handed over already).
+    fn advance(&self, conversation: &str, seq: u64) -> bool {
+        let mut seen = self.0.lock().expect("seen lock");
+        match seen.get_mut(conversation) {
+            Some(last) if seq <= *last => false,
+            Some(last) => {
+                *last = seq;
+                true
+            }
+            None => {
+                seen.insert(conversation.to_owned(), seq);
+                true
+            }
+        }
+    }
 }
 
 impl Default for SessionOptions {
@@ -42,6 +78,7 @@ impl Default for SessionOptions {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
             event_buffer: 1024,
+            seen: SeenSeqs::default(),
         }
     }
 }
@@ -138,7 +175,6 @@ impl Session {
             events: events_tx,
             shutdown: shutdown.clone(),
             waiting: VecDeque::new(),
-            last_seq: HashMap::new(),
         };
         tokio::spawn(async move {
             task.run(link, link_events).await;
@@ -236,8 +272,6 @@ struct SessionTask {
     shutdown: CancellationToken,
     /// Sends without SENT yet, in the order they were made.
     waiting: VecDeque<(SendMessage, Option<SendReply>)>,
-    /// Per conversation, the highest seq handed to the application.
-    last_seq: HashMap<String, u64>,
 }
 
 /// How one connection ended.
@@ -350,9 +384,7 @@ impl SessionTask {
                     }
                     Some(Event::Closed { message, .. }) => return Ended::Dropped(message),
                     Some(Event::Message(m)) => {
-                        let last = self.last_seq.entry(m.conversation_id.clone()).or_insert(0);
-                        if m.seq > *last {
-                            *last = m.seq;
+                        if self.options.seen.advance(&m.conversation_id, m.seq) {
                             let _ = self.events.send(SessionEvent::Link(Event::Message(m))).await;
                         }
                     }
