@@ -115,6 +115,11 @@ pub struct Config {
     /// Largest file upload in bytes.
     #[arg(long, env = "IM_MAX_UPLOAD_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_upload_bytes: usize,
+    /// Switches off resend deduplication: a resend of a message is stored
+    /// and delivered again. Only for showing that the chaos checker catches
+    /// duplicates; never use it for real.
+    #[arg(long, hide = true)]
+    pub unsafe_no_dedupe: bool,
 }
 
 /// A `host:port` with a valid port (the host is resolved when connecting).

@@ -83,7 +83,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     ));
     let router = Arc::new(Router::new(status.clone(), registry.clone()));
     let (log, log_writer) = BatchingLog::start(store.clone(), router.clone(), 8192, 1024);
-    let transfer = Arc::new(Transfer::new(store.clone(), Arc::new(log), router.clone()));
+    let mut transfer = Transfer::new(store.clone(), Arc::new(log), router.clone());
+    if config.unsafe_no_dedupe {
+        tracing::warn!("resend deduplication is OFF: resends are stored twice");
+        transfer = transfer.without_dedupe();
+    }
+    let transfer = Arc::new(transfer);
     let connector = Arc::new(Connector {
         config: connector_config,
         store: store.clone(),

@@ -91,6 +91,8 @@ pub struct Transfer {
     store: Arc<dyn Store>,
     log: Option<Arc<dyn MessageLog>>,
     router: Arc<Router>,
+    /// False only to show that a chaos run catches what it prevents.
+    dedupe: bool,
 }
 
 impl Transfer {
@@ -101,6 +103,7 @@ impl Transfer {
             store,
             log: Some(log),
             router,
+            dedupe: true,
         }
     }
 
@@ -111,6 +114,7 @@ impl Transfer {
             store,
             log: None,
             router,
+            dedupe: true,
         }
     }
 
@@ -122,7 +126,20 @@ impl Transfer {
         device: &str,
         send: SendMessage,
     ) -> Result<Submission, TransferError> {
-        send::check(self.store.as_ref(), user, device, send).await
+        let mut submission = send::check(self.store.as_ref(), user, device, send).await?;
+        if !self.dedupe {
+            // A fresh key each time: the store no longer sees a resend as
+            // the same message.
+            let key = &mut submission.message.client_msg_id;
+            *key = format!("{key}~{}", uuid::Uuid::new_v4().simple());
+        }
+        Ok(submission)
+    }
+
+    /// Switches off resend deduplication (see `Config::unsafe_no_dedupe`).
+    pub fn without_dedupe(mut self) -> Self {
+        self.dedupe = false;
+        self
     }
 
     /// The router, which also serves as the `Notifier` for the REST API.
