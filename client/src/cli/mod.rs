@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use im_client::{Event, Link, LinkOptions, RestClient};
+use im_client::{Event, Link, LinkOptions, RestClient, Session, SessionEvent, SessionOptions};
 use tokio::sync::mpsc;
 
 use output::{error_json, CliError, CliResult};
@@ -140,6 +140,18 @@ impl Ctx {
         let token = self.token()?;
         let options = LinkOptions::default();
         Ok(Link::connect(self.link.as_str(), token, &self.state.device_id, options).await?)
+    }
+
+    /// This device's id.
+    fn device_id(&self) -> &str {
+        &self.state.device_id
+    }
+
+    /// A link that reconnects and resends on its own (for `im chat`).
+    async fn session(&self) -> CliResult<(Session, mpsc::Receiver<SessionEvent>)> {
+        let token = self.token()?;
+        let options = SessionOptions::default();
+        Ok(Session::connect(self.link.as_str(), token, &self.state.device_id, options).await?)
     }
 
     fn save(&self) -> CliResult {

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 
 use im_client::rest::User;
 use im_client::{
-    new_client_msg_id, ContentType, Event, Link, ReceiptKind, RestClient, SendMessage, Target,
+    new_client_msg_id, ContentType, Event, ReceiptKind, RestClient, SendMessage, Session,
+    SessionEvent, Target,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -29,7 +30,7 @@ enum Flow {
 /// The chat's state: who I talk to, names, and what I sent.
 struct Chat {
     rest: RestClient,
-    link: Link,
+    link: Session,
     names: Names,
     current: Option<Target>,
     last_seq: HashMap<String, u64>,
@@ -41,7 +42,7 @@ struct Chat {
 pub async fn run(ctx: &Ctx) -> CliResult {
     let rest = ctx.authed()?;
     let me: User = rest.me().await?;
-    let (link, mut events) = ctx.connect().await?;
+    let (link, mut events) = ctx.session().await?;
     let mut chat = Chat {
         rest,
         link: link.clone(),
@@ -58,7 +59,7 @@ pub async fn run(ctx: &Ctx) -> CliResult {
     println!(
         "connected as {} (device {}); /help for commands",
         me.name,
-        link.login_ok().device_id
+        ctx.device_id()
     );
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {
@@ -114,7 +115,18 @@ impl Chat {
         self.current.map(|t| t.conversation_id(self.names.me))
     }
 
-    async fn on_event(&mut self, event: Event) -> Flow {
+    async fn on_event(&mut self, event: SessionEvent) -> Flow {
+        let event = match event {
+            SessionEvent::Link(event) => event,
+            SessionEvent::Disconnected { message } => {
+                println!("*** link dropped ({message}); reconnecting");
+                return Flow::Continue;
+            }
+            SessionEvent::Reconnected => {
+                println!("*** reconnected");
+                return Flow::Continue;
+            }
+        };
         match event {
             Event::Message(m) => {
                 if m.to_group != 0 && !self.names.users.contains_key(&m.from_user) {
