@@ -104,6 +104,9 @@ type SendReply = oneshot::Sender<Result<SentReceipt, ClientError>>;
 /// later" (`SHUTTING_DOWN`, `INTERNAL`) while the link stayed up.
 const RETRY_DELAY: Duration = Duration::from_millis(200);
 
+/// Longest wait for a closed link's last events.
+const DRAIN_AT_MOST: Duration = Duration::from_secs(5);
+
 enum Command {
     Send(SendMessage, SendReply),
     MarkRead(String, u64, oneshot::Sender<Result<(), ClientError>>),
@@ -287,6 +290,7 @@ impl SessionTask {
         loop {
             let ended = self.serve(&link, &mut link_events).await;
             link.close().await;
+            self.drain(&mut link_events).await;
             let message = match ended {
                 Ended::Final(event) => return self.finish(event).await,
                 Ended::Dropped(message) => message,
@@ -303,6 +307,34 @@ impl SessionTask {
                 Err(event) => return self.finish(event).await,
             }
         }
+    }
+
+    /// Hands the application what the closed link still holds: the link
+    /// acked those messages when it took them, so the server will not send
+    /// them again.
+    async fn drain(&mut self, link_events: &mut mpsc::Receiver<Event>) {
+        let drained = async {
+            while let Some(event) = link_events.recv().await {
+                if matches!(event, Event::Closed { .. }) {
+                    break;
+                }
+                self.hand_over(event).await;
+            }
+        };
+        if tokio::time::timeout(DRAIN_AT_MOST, drained).await.is_err() {
+            tracing::warn!("a closed link's events did not end");
+        }
+    }
+
+    /// Gives one link event to the application; a message only if it is
+    /// newer than what the device has in its conversation.
+    async fn hand_over(&mut self, event: Event) {
+        if let Event::Message(m) = &event {
+            if !self.options.seen.advance(&m.conversation_id, m.seq) {
+                return;
+            }
+        }
+        let _ = self.events.send(SessionEvent::Link(event)).await;
     }
 
     async fn finish(mut self, last: Event) {
@@ -383,12 +415,7 @@ impl SessionTask {
                         return Ended::Final(Event::Closed { code, message });
                     }
                     Some(Event::Closed { message, .. }) => return Ended::Dropped(message),
-                    Some(Event::Message(m)) => {
-                        if self.options.seen.advance(&m.conversation_id, m.seq) {
-                            let _ = self.events.send(SessionEvent::Link(Event::Message(m))).await;
-                        }
-                    }
-                    Some(event) => { let _ = self.events.send(SessionEvent::Link(event)).await; }
+                    Some(event) => self.hand_over(event).await,
                 },
             }
         }
