@@ -373,7 +373,7 @@ impl Link {
         match result {
             Ok(appended) => self
                 .responses
-                .push_back(session::sent_receipt(&appended.message)),
+                .push_back(session::sent_receipt(&appended.message, client_msg_id)),
             Err(e) => self.answer_error(id, client_msg_id, e.code, e.message),
         }
     }

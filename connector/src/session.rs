@@ -309,14 +309,15 @@ fn receipt_body(r: &ReceiptRecord) -> Body {
     Body::Receipt(wire::receipt(r))
 }
 
-/// The SENT receipt answering a send.
-pub(crate) fn sent_receipt(m: &StoredMessage) -> Body {
+/// The SENT receipt answering the send with `client_msg_id` (the id the
+/// client matches it by; the stored message has the same one).
+pub(crate) fn sent_receipt(m: &StoredMessage, client_msg_id: String) -> Body {
     Body::Receipt(Receipt {
         kind: WireKind::Sent as i32,
         msg_id: m.msg_id,
         conversation_id: m.conversation_id.clone(),
         seq: m.seq,
-        client_msg_id: m.client_msg_id.clone(),
+        client_msg_id,
         by_user: 0,
         at_ms: m.sent_at_ms,
     })
