@@ -4,6 +4,7 @@
 # cache outside the repo and reused, storing its log in SQLite so data
 # survives a broker restart.
 #
+#   scripts/kafka.sh install build tansu into the cache if it is not there
 #   scripts/kafka.sh start   install if missing, start if not answering, create topics
 #   scripts/kafka.sh stop    stop the broker this script started (by its pid file)
 #   scripts/kafka.sh status
@@ -64,8 +65,9 @@ stop() {
 }
 
 case "${1:-}" in
+    install) install; echo "$tansu" ;;
     start) start ;;
     stop) stop ;;
     status) answering && echo "up on $url" || { echo "down"; exit 1; } ;;
-    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+    *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
 esac
