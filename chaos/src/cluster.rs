@@ -93,9 +93,11 @@ impl Tools {
                     });
                 tools.join("tansu/bin/tansu")
             });
+        // Absolute: the processes run in directories of their own.
+        let server = server.into();
         Tools {
-            server: server.into(),
-            tansu,
+            server: std::path::absolute(&server).unwrap_or(server),
+            tansu: std::path::absolute(&tansu).unwrap_or(tansu),
         }
     }
 }
