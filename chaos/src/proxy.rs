@@ -95,7 +95,8 @@ pub struct Faults {
 
 impl Faults {
     /// The test suite's rates: 30% of acks and 3% of other frames dropped,
-    /// 5% of frames duplicated, 5% reordered, 5% delayed by up to 20 ms.
+    /// 5% of frames duplicated, 5% reordered, 5% delayed by up to 20 ms,
+    /// and one frame in 2,000 cut in the middle (with its connection).
     pub fn headline() -> Faults {
         Faults {
             drop_ack: 0.3,
@@ -104,7 +105,19 @@ impl Faults {
             reorder: 0.05,
             delay: 0.05,
             max_delay: Duration::from_millis(20),
+            cut_mid_frame: 0.0005,
             ..Faults::default()
+        }
+    }
+
+    /// The headline rates without mid-frame cuts, for the internal links:
+    /// they carry every device's traffic, so cuts at the same rate would
+    /// break each link every few seconds. Whole-link cuts come from
+    /// `cut_all` and from killing processes instead.
+    pub fn internal() -> Faults {
+        Faults {
+            cut_mid_frame: 0.0,
+            ..Faults::headline()
         }
     }
 
@@ -141,8 +154,9 @@ impl ChaosStats {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// (frames, acks dropped, frames dropped, duplicated, reordered, cuts).
-    pub fn snapshot(&self) -> [u64; 6] {
+    /// (frames, acks dropped, frames dropped, duplicated, reordered, cuts,
+    /// mid-frame cuts).
+    pub fn snapshot(&self) -> [u64; 7] {
         [
             &self.frames,
             &self.acks_dropped,
@@ -150,6 +164,7 @@ impl ChaosStats {
             &self.duplicated,
             &self.reordered,
             &self.cuts,
+            &self.mid_frame_cuts,
         ]
         .map(|c| c.load(Ordering::Relaxed))
     }

@@ -52,10 +52,10 @@ async fn chat_through_the_chaos_proxy_loses_doubles_and_reorders_nothing() {
     let report = chat_run(&server.http_url(), &proxy, &run, std::future::ready(()))
         .await
         .unwrap();
-    let [frames, acks, dropped, duplicated, reordered, cuts] = proxy.stats().snapshot();
+    let [frames, acks, dropped, duplicated, reordered, cuts, mid] = proxy.stats().snapshot();
     println!(
         "seed {seed}: {report:?}; proxy saw {frames} frames: {acks} acks dropped, \
-         {dropped} frames dropped, {duplicated} duplicated, {reordered} reordered, {cuts} cuts; \
+         {dropped} frames dropped, {duplicated} duplicated, {reordered} reordered, {cuts} cuts, {mid} cut mid-frame; \
          {:.1} s",
         started.elapsed().as_secs_f64()
     );

@@ -200,25 +200,37 @@ pub async fn run_worker(
     listener: Arc<dyn CommitListener>,
     shutdown: CancellationToken,
 ) -> Result<(), KafkaSetupError> {
-    let mut client = client_config(&config.kafka.brokers);
-    if let Some(id) = &config.instance_id {
-        client.set("group.instance.id", id);
-    }
-    let consumer: StreamConsumer = client
-        .set("group.id", &config.group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "10")
-        .set("session.timeout.ms", "10000")
-        .create()?;
-    consumer.subscribe(&[&config.kafka.topic])?;
-    tracing::info!(topic = %config.kafka.topic, group = %config.group, "offline worker consuming");
+    let mut consumer = Arc::new(subscribe(&config)?);
     let max_batch = config.max_batch.max(1);
     let mut batch: Vec<OwnedMessage> = Vec::with_capacity(max_batch);
+    let mut watchdog = Watchdog::default();
+    let mut check = tokio::time::interval(STALL_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => break,
             received = consumer.recv() => received,
+            _ = check.tick() => {
+                // Its calls block: off the async threads.
+                let (c, topic) = (consumer.clone(), config.kafka.topic.clone());
+                let mut dog = std::mem::take(&mut watchdog);
+                let checked = tokio::task::spawn_blocking(move || {
+                    let stuck = dog.stuck(&c, &topic);
+                    (dog, stuck)
+                })
+                .await;
+                let Ok((dog, stuck)) = checked else { continue };
+                watchdog = dog;
+                if stuck {
+                    tracing::warn!(
+                        "records wait in the topic but the group has not moved for {STALL_CHECK:?}; rejoining"
+                    );
+                    drop(consumer);
+                    consumer = Arc::new(subscribe(&config)?);
+                    watchdog = Watchdog::default();
+                }
+                continue;
+            }
         };
         match first {
             Ok(m) => batch.push(m.detach()),
@@ -255,6 +267,76 @@ pub async fn run_worker(
     }
     tracing::info!("offline worker stopped");
     Ok(())
+}
+
+/// A consumer in the workers' group, subscribed to the topic.
+fn subscribe(config: &WorkerConfig) -> Result<StreamConsumer, KafkaSetupError> {
+    let mut client = client_config(&config.kafka.brokers);
+    if let Some(id) = &config.instance_id {
+        client.set("group.instance.id", id);
+    }
+    let consumer: StreamConsumer = client
+        .set("group.id", &config.group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .set("session.timeout.ms", "10000")
+        .create()?;
+    consumer.subscribe(&[&config.kafka.topic])?;
+    tracing::info!(topic = %config.kafka.topic, group = %config.group, "offline worker consuming");
+    Ok(consumer)
+}
+
+/// How often the worker checks that the group is moving.
+const STALL_CHECK: Duration = Duration::from_secs(15);
+
+/// Finds a group that has stopped: a partition with records past the
+/// group's committed offset, whose committed offset has not moved since the
+/// last check. A broker restart can leave a member that is in the group
+/// but fetches nothing (seen with tansu 0.6); leaving and joining again
+/// mends it. A group that is merely busy moves its offsets, and one with
+/// nothing to do has no records waiting, so neither is disturbed.
+#[derive(Default)]
+struct Watchdog {
+    /// Per partition, the committed offset at the last check.
+    last: std::collections::HashMap<i32, i64>,
+}
+
+impl Watchdog {
+    fn stuck(&mut self, consumer: &StreamConsumer, topic: &str) -> bool {
+        let timeout = Duration::from_secs(2);
+        let Ok(metadata) = consumer.fetch_metadata(Some(topic), timeout) else {
+            return false;
+        };
+        let Some(partitions) = metadata.topics().first().map(|t| t.partitions().len()) else {
+            return false;
+        };
+        let mut all = TopicPartitionList::new();
+        for p in 0..partitions as i32 {
+            all.add_partition(topic, p);
+        }
+        let Ok(committed) = consumer.committed_offsets(all, timeout) else {
+            return false;
+        };
+        let mut stuck = false;
+        let mut now = std::collections::HashMap::new();
+        for element in committed.elements() {
+            let p = element.partition();
+            let Ok((low, high)) = consumer.fetch_watermarks(topic, p, timeout) else {
+                continue;
+            };
+            let at = match element.offset() {
+                Offset::Offset(n) => n,
+                _ => low,
+            };
+            if high > at && self.last.get(&p) == Some(&at) {
+                stuck = true;
+            }
+            now.insert(p, at);
+        }
+        self.last = now;
+        stuck
+    }
 }
 
 /// Appends one batch, retrying a failing store until it succeeds or the

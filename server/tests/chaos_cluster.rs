@@ -49,10 +49,10 @@ async fn chat_through_the_chaos_proxy_on_the_cluster_loses_doubles_and_reorders_
     let report = chat_run(&h.url(""), &proxy, &run, std::future::ready(()))
         .await
         .unwrap();
-    let [frames, acks, dropped, duplicated, reordered, cuts] = proxy.stats().snapshot();
+    let [frames, acks, dropped, duplicated, reordered, cuts, mid] = proxy.stats().snapshot();
     println!(
         "seed {seed}: {report:?}; proxy saw {frames} frames: {acks} acks dropped, \
-         {dropped} frames dropped, {duplicated} duplicated, {reordered} reordered, {cuts} cuts"
+         {dropped} frames dropped, {duplicated} duplicated, {reordered} reordered, {cuts} cuts, {mid} cut mid-frame"
     );
     assert_eq!(report.sent, 8 * 2 * 40, "every send got its SENT");
     assert_eq!(report.absences, 12, "every absent device came back");

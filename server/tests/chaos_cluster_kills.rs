@@ -19,8 +19,8 @@ async fn chat_while_every_process_kind_is_killed_loses_doubles_and_reorders_noth
     let tools = Tools::with_server(env!("CARGO_BIN_EXE_im-server"));
     let options = ClusterOptions {
         seed,
-        to_transfer: Faults::headline(),
-        to_connector: Faults::headline(),
+        to_transfer: Faults::internal(),
+        to_connector: Faults::internal(),
         ack_timeout_ms: 100,
         max_retries: 40,
         lease_secs: 3,
@@ -41,15 +41,15 @@ async fn chat_while_every_process_kind_is_killed_loses_doubles_and_reorders_noth
     // (seven kills, two seconds apart, each back in a second or two).
     let run = RunConfig {
         seed,
-        users: 6,
+        users: 10,
         devices_per_user: 2,
-        groups: 2,
-        sends_per_device: 12,
+        groups: 3,
+        sends_per_device: 50,
         group_share: 0.4,
         read_share: 0.2,
-        absences: 6,
+        absences: 10,
         away: Duration::from_secs(1),
-        pace: Duration::from_millis(1500),
+        pace: Duration::from_millis(400),
         cuts: 4,
         cut_every: Duration::from_secs(3),
         settle: Duration::from_secs(40),
@@ -72,10 +72,10 @@ async fn chat_while_every_process_kind_is_killed_loses_doubles_and_reorders_noth
         kills.unwrap_or_else(|e| panic!("fault driver failed: {e}; logs in {}", logs.display()));
     };
     let report = chat_run(&http, &proxy, &run, faults).await.unwrap();
-    let [frames, acks, dropped, duplicated, reordered, cuts] = proxy.stats().snapshot();
+    let [frames, acks, dropped, duplicated, reordered, cuts, mid] = proxy.stats().snapshot();
     println!(
         "seed {seed}: {report:?}; client proxy saw {frames} frames: {acks} acks dropped, \
-         {dropped} frames dropped, {duplicated} duplicated, {reordered} reordered, {cuts} cuts; \
+         {dropped} frames dropped, {duplicated} duplicated, {reordered} reordered, {cuts} cuts, {mid} cut mid-frame; \
          kills {:?}",
         cluster.kills()
     );
@@ -88,6 +88,6 @@ async fn chat_while_every_process_kind_is_killed_loses_doubles_and_reorders_noth
         .map(|p| p.stats().snapshot()[1])
         .sum();
     assert!(acks > 0 && internal_acks > 0, "the proxies did their job");
-    assert_eq!(report.sent, 6 * 2 * 12, "every send got its SENT");
+    assert_eq!(report.sent, 10 * 2 * 50, "every send got its SENT");
     assert!(report.clean(), "seed {seed}: {report:?}");
 }

@@ -27,15 +27,16 @@ fn options(seed: u64, extra_args: &[&str]) -> ClusterOptions {
 fn run_config(seed: u64) -> RunConfig {
     RunConfig {
         seed,
-        users: 8,
+        users: 10,
         devices_per_user: 2,
         groups: 3,
-        sends_per_device: 25,
+        sends_per_device: 50,
         group_share: 0.4,
         read_share: 0.2,
-        absences: 8,
+        absences: 10,
         away: Duration::from_millis(600),
-        pace: Duration::ZERO,
+        // The traffic outlasts the kill, two seconds in.
+        pace: Duration::from_millis(60),
         cuts: 4,
         cut_every: Duration::from_millis(800),
         settle: Duration::from_secs(20),
@@ -74,10 +75,10 @@ async fn run(seed: u64, extra_args: &[&str], kills: usize) -> (Report, LocalClus
     let report = chat_run(&http, &proxy, &run_config(seed), faults)
         .await
         .unwrap();
-    let [frames, acks, dropped, duplicated, reordered, cuts] = proxy.stats().snapshot();
+    let [frames, acks, dropped, duplicated, reordered, cuts, mid] = proxy.stats().snapshot();
     println!(
         "seed {seed} {extra_args:?}: {report:?}; proxy saw {frames} frames: {acks} acks dropped, \
-         {dropped} frames dropped, {duplicated} duplicated, {reordered} reordered, {cuts} cuts; \
+         {dropped} frames dropped, {duplicated} duplicated, {reordered} reordered, {cuts} cuts, {mid} cut mid-frame; \
          kills {:?}",
         server.kills()
     );
@@ -90,7 +91,7 @@ async fn chat_while_the_server_is_killed_loses_doubles_and_reorders_nothing() {
     let seed = run_seed();
     let (report, server) = run(seed, &[], 1).await;
     assert_eq!(server.kills().get(&ProcessKind::SingleNode), Some(&1));
-    assert_eq!(report.sent, 8 * 2 * 25, "every send got its SENT");
+    assert_eq!(report.sent, 10 * 2 * 50, "every send got its SENT");
     assert!(report.clean(), "seed {seed}: {report:?}");
 }
 

@@ -159,8 +159,8 @@ async fn soak(args: SoakArgs) -> std::io::Result<bool> {
     let tools = Tools::with_server(args.server_bin.clone().unwrap_or_else(default_server_bin));
     let options = ClusterOptions {
         seed,
-        to_transfer: Faults::headline(),
-        to_connector: Faults::headline(),
+        to_transfer: Faults::internal(),
+        to_connector: Faults::internal(),
         ack_timeout_ms: 100,
         max_retries: 40,
         lease_secs: 3,
@@ -207,7 +207,15 @@ async fn soak(args: SoakArgs) -> std::io::Result<bool> {
                 eprintln!("round {round}: fault driver: {e}");
             }
         };
-        let result = chat_run(&http, &proxy, &run, faults).await;
+        let result = tokio::select! {
+            result = chat_run(&http, &proxy, &run, faults) => result,
+            _ = stop_signal() => {
+                // Dropping the cluster (below) kills what it started.
+                eprintln!("round {round}: interrupted; stopping");
+                totals.failed_rounds += 1;
+                break;
+            }
+        };
         totals.rounds += 1;
         match result {
             Ok(report) => {
@@ -241,7 +249,7 @@ fn print_table(
     cluster: &LocalCluster,
 ) {
     let client = proxy.stats().snapshot();
-    let mut internal = [0u64; 6];
+    let mut internal = [0u64; 7];
     for p in cluster.internal_proxies() {
         for (sum, v) in internal.iter_mut().zip(p.stats().snapshot()) {
             *sum += v;
@@ -285,6 +293,7 @@ fn print_table(
         "frames duplicated",
         "frames reordered",
         "link cuts (all links)",
+        "connections cut mid-frame",
     ];
     for (i, name) in names.iter().enumerate() {
         let value = if cluster.internal_proxies().is_empty() {
@@ -320,5 +329,17 @@ fn print_table(
     println!("|{}|---|", "-".repeat(width + 2));
     for (k, v) in rows {
         println!("| {k:width$} | {v} |");
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
