@@ -110,12 +110,16 @@ impl Faults {
         }
     }
 
-    /// The headline rates without mid-frame cuts, for the internal links:
-    /// they carry every device's traffic, so cuts at the same rate would
-    /// break each link every few seconds. Whole-link cuts come from
+    /// Rates for the internal links: 30% of acks dropped, 5% of frames
+    /// duplicated, reordered and delayed as in the headline, but one other
+    /// frame in 500 dropped and no mid-frame cuts. They carry every
+    /// device's traffic in one ordered stream, so each dropped frame holds
+    /// all of it up for a retransmission timeout, and cuts at the client
+    /// rate would break them every few seconds. Whole-link cuts come from
     /// `cut_all` and from killing processes instead.
     pub fn internal() -> Faults {
         Faults {
+            drop_frame: 0.002,
             cut_mid_frame: 0.0,
             ..Faults::headline()
         }

@@ -33,6 +33,9 @@ pub(crate) struct Acked {
     pub(crate) receipts: Vec<OfflineKey>,
 }
 
+/// Most offline rows a resync looks through for receipts.
+const RESYNC_ROWS: u32 = 2_000;
+
 /// The state of one logged-in device.
 pub(crate) struct Session {
     pub(crate) user: UserId,
@@ -176,7 +179,8 @@ impl Session {
     }
 
     /// Queues every stored message newer than what this device has or was
-    /// sent, per conversation, in seq order (live pushes may have been lost).
+    /// sent, per conversation, in seq order, then the receipts still waiting
+    /// for the user (live pushes may have been lost).
     async fn resync(&mut self, store: &dyn Store) -> StoreResult<()> {
         for c in store.device_cursors(self.user, &self.device).await? {
             let have = self
@@ -192,6 +196,17 @@ impl Session {
                     .await?
                 {
                     self.queue_message(&m, false);
+                }
+            }
+        }
+        // Receipts still waiting for the user: their live push may have
+        // been lost as well. Each row is claimed by one device only, and
+        // released again if this one does not ack it.
+        for row in store.offline_unread(self.user, RESYNC_ROWS).await? {
+            if let OfflineItem::Receipt(r) = row.item {
+                if store.claim_offline(row.id).await? {
+                    self.queue
+                        .push_back((receipt_body(&r), Delivery::PulledReceipt(row.id)));
                 }
             }
         }

@@ -187,7 +187,7 @@ async fn keep_link(
                 continue;
             }
         };
-        backoff = Duration::from_millis(50);
+        let linked_at = tokio::time::Instant::now();
         let (out_tx, out_rx) = mpsc::channel(4096);
         let (in_tx, mut in_rx) = mpsc::channel(4096);
         let _ = out_tx.send(Body::Hello(hello.clone())).await;
@@ -232,6 +232,17 @@ async fn keep_link(
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(%addr, %error, "transfer link failed; reconnecting"),
             Err(error) => tracing::error!(%addr, %error, "transfer link task panicked"),
+        }
+        // A link that ends at once (a proxy whose transfer is down accepts
+        // and closes) is retried with backoff too, not in a tight loop.
+        if linked_at.elapsed() < Duration::from_secs(1) {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        } else {
+            backoff = Duration::from_millis(50);
         }
     }
 }
