@@ -467,14 +467,9 @@ impl Link {
             }
         }
         // Unacked messages need nothing: the device's cursor did not move, so
-        // its next catch-up brings them. Pulled receipts go back to the queue.
-        let unacked = self.window.drain();
-        let rows = Session::unacked_rows(&unacked);
-        if !rows.is_empty() {
-            if let Err(error) = ctx.store.release_offline(&rows).await {
-                tracing::warn!(%error, "releasing offline rows failed");
-            }
-        }
+        // its next catch-up brings them. Unacked receipts were never claimed,
+        // so they are still in the queue.
+        self.window.drain();
         while let Ok(push) = registration.pushes.try_recv() {
             self.session.note_queued_own(&push);
         }

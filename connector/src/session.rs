@@ -18,10 +18,9 @@ use im_transfer::Push;
 pub(crate) enum Delivery {
     /// A chat message: its ack moves the cursor and yields DELIVERED.
     Message(DeliveredMessage),
-    /// A receipt pushed live: its ack claims the offline row by key.
+    /// A receipt (pushed live, or from the offline queue): its ack claims
+    /// the offline row by key.
     LiveReceipt(OfflineKey),
-    /// A receipt from the offline pull (already claimed): released if unacked.
-    PulledReceipt(u64),
     /// Anything else.
     Nothing,
 }
@@ -109,9 +108,21 @@ impl Session {
         for m in messages.into_values() {
             self.push_message(&m, true);
         }
-        for (r, row) in receipts {
+        // The pull claimed the receipt rows; they are released again and
+        // claimed when the device acks them, as live ones are, so a
+        // connector that dies before the ack loses none of them.
+        let rows: Vec<u64> = receipts.iter().map(|(_, row)| *row).collect();
+        if !rows.is_empty() {
+            store.release_offline(&rows).await?;
+        }
+        for (r, _) in receipts {
+            let key = OfflineKey::Receipt {
+                msg_id: r.msg_id,
+                kind: r.kind,
+                by_user: r.by_user,
+            };
             self.queue
-                .push_back((receipt_body(&r), Delivery::PulledReceipt(row)));
+                .push_back((receipt_body(&r), Delivery::LiveReceipt(key)));
         }
         let done = SyncDone {
             offline_count: offline,
@@ -200,14 +211,18 @@ impl Session {
             }
         }
         // Receipts still waiting for the user: their live push may have
-        // been lost as well. Each row is claimed by one device only, and
-        // released again if this one does not ack it.
+        // been lost as well. Sent as a live one is: the row is claimed only
+        // when a device acks it, so a connector that dies first loses
+        // nothing (a claim at sending would be lost with it).
         for row in store.offline_unread(self.user, RESYNC_ROWS).await? {
             if let OfflineItem::Receipt(r) = row.item {
-                if store.claim_offline(row.id).await? {
-                    self.queue
-                        .push_back((receipt_body(&r), Delivery::PulledReceipt(row.id)));
-                }
+                let key = OfflineKey::Receipt {
+                    msg_id: r.msg_id,
+                    kind: r.kind,
+                    by_user: r.by_user,
+                };
+                self.queue
+                    .push_back((receipt_body(&r), Delivery::LiveReceipt(key)));
             }
         }
         Ok(())
@@ -282,7 +297,7 @@ impl Session {
                     acked.messages.push(m);
                 }
                 Delivery::LiveReceipt(key) => acked.receipts.push(key),
-                Delivery::PulledReceipt(_) | Delivery::Nothing => {}
+                Delivery::Nothing => {}
             }
         }
         self.own.sort_by_key(|m| m.seq);
@@ -298,17 +313,6 @@ impl Session {
         }
         self.own = waiting;
         acked
-    }
-
-    /// The pulled receipts never acked, whose offline rows must be released.
-    pub(crate) fn unacked_rows(unacked: &[Delivery]) -> Vec<u64> {
-        unacked
-            .iter()
-            .filter_map(|d| match d {
-                Delivery::PulledReceipt(row) => Some(*row),
-                _ => None,
-            })
-            .collect()
     }
 }
 
