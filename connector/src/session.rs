@@ -116,13 +116,7 @@ impl Session {
             store.release_offline(&rows).await?;
         }
         for (r, _) in receipts {
-            let key = OfflineKey::Receipt {
-                msg_id: r.msg_id,
-                kind: r.kind,
-                by_user: r.by_user,
-            };
-            self.queue
-                .push_back((receipt_body(&r), Delivery::LiveReceipt(key)));
+            self.queue_receipt(&r);
         }
         let done = SyncDone {
             offline_count: offline,
@@ -169,15 +163,7 @@ impl Session {
                     self.queue_message(&message, false);
                 }
             }
-            Push::Receipt(r) => {
-                let key = OfflineKey::Receipt {
-                    msg_id: r.msg_id,
-                    kind: r.kind,
-                    by_user: r.by_user,
-                };
-                self.queue
-                    .push_back((receipt_body(&r), Delivery::LiveReceipt(key)));
-            }
+            Push::Receipt(r) => self.queue_receipt(&r),
             Push::Event(event) => self.queue.push_back(((*event).clone(), Delivery::Nothing)),
             Push::Revoke { token_hash } => {
                 if *token_hash == *self.token_hash {
@@ -216,13 +202,7 @@ impl Session {
         // nothing (a claim at sending would be lost with it).
         for row in store.offline_unread(self.user, RESYNC_ROWS).await? {
             if let OfflineItem::Receipt(r) = row.item {
-                let key = OfflineKey::Receipt {
-                    msg_id: r.msg_id,
-                    kind: r.kind,
-                    by_user: r.by_user,
-                };
-                self.queue
-                    .push_back((receipt_body(&r), Delivery::LiveReceipt(key)));
+                self.queue_receipt(&r);
             }
         }
         Ok(())
@@ -241,6 +221,18 @@ impl Session {
         self.sent.insert(conv.to_owned(), cursor);
         self.acked.entry(conv.to_owned()).or_insert(cursor);
         Ok(cursor)
+    }
+
+    /// Queues a receipt for the device; its offline row is claimed, by key,
+    /// when the device acks it.
+    fn queue_receipt(&mut self, r: &ReceiptRecord) {
+        let key = OfflineKey::Receipt {
+            msg_id: r.msg_id,
+            kind: r.kind,
+            by_user: r.by_user,
+        };
+        self.queue
+            .push_back((receipt_body(r), Delivery::LiveReceipt(key)));
     }
 
     /// This device's own message: the device has it already, so it is not
