@@ -121,6 +121,23 @@ pub struct ClusterOptions {
     pub extra_args: Vec<String>,
 }
 
+impl ClusterOptions {
+    /// The chaos runs' setup: `Faults::internal()` both ways on the
+    /// internal links, and connectors that retransmit soon and often
+    /// (100 ms, 40 times: many acks never arrive), with 3 s leases.
+    pub fn chaos(seed: u64) -> ClusterOptions {
+        ClusterOptions {
+            seed,
+            to_transfer: Faults::internal(),
+            to_connector: Faults::internal(),
+            ack_timeout_ms: 100,
+            max_retries: 40,
+            lease_secs: 3,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
 /// One process the driver owns.
 struct Process {
     kind: ProcessKind,

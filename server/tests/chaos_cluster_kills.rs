@@ -17,15 +17,7 @@ use im_chaos::{chat_run, run_seed, ChaosProxy, Faults, RunConfig};
 async fn chat_while_every_process_kind_is_killed_loses_doubles_and_reorders_nothing() {
     let seed = run_seed();
     let tools = Tools::with_server(env!("CARGO_BIN_EXE_im-server"));
-    let options = ClusterOptions {
-        seed,
-        to_transfer: Faults::internal(),
-        to_connector: Faults::internal(),
-        ack_timeout_ms: 100,
-        max_retries: 40,
-        lease_secs: 3,
-        extra_args: Vec::new(),
-    };
+    let options = ClusterOptions::chaos(seed);
     let mut cluster = LocalCluster::start(&tools, &options)
         .await
         .unwrap_or_else(|e| panic!("cluster did not start: {e}"));

@@ -13,14 +13,8 @@ use im_chaos::{chat_run, run_seed, ChaosProxy, Faults, Report, RunConfig};
 
 fn options(seed: u64, extra_args: &[&str]) -> ClusterOptions {
     ClusterOptions {
-        seed,
-        to_transfer: Faults::default(),
-        to_connector: Faults::default(),
-        // Retransmit soon and often: many acks never arrive.
-        ack_timeout_ms: 100,
-        max_retries: 40,
-        lease_secs: 3,
         extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
+        ..ClusterOptions::chaos(seed)
     }
 }
 

@@ -157,15 +157,7 @@ async fn soak(args: SoakArgs) -> std::io::Result<bool> {
     let seed = args.seed.unwrap_or_else(rand::random);
     println!("soak seed {seed} (rerun with --seed {seed})");
     let tools = Tools::with_server(args.server_bin.clone().unwrap_or_else(default_server_bin));
-    let options = ClusterOptions {
-        seed,
-        to_transfer: Faults::internal(),
-        to_connector: Faults::internal(),
-        ack_timeout_ms: 100,
-        max_retries: 40,
-        lease_secs: 3,
-        extra_args: Vec::new(),
-    };
+    let options = ClusterOptions::chaos(seed);
     let (mut cluster, kinds): (LocalCluster, &[ProcessKind]) = match args.mode {
         Mode::Single => (
             LocalCluster::single_node(&tools, &options).await?,
