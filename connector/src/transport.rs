@@ -16,6 +16,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
+/// Bytes a TCP link's read and write buffers start with.
+const LINK_BUFFER: usize = 256;
+
 type FrameSink = Pin<Box<dyn Sink<Frame, Error = CodecError> + Send>>;
 
 /// One client link's frames, whatever carries them.
@@ -30,9 +33,14 @@ impl Conn {
     pub(crate) fn tcp(stream: TcpStream, max_frame_bytes: usize) -> Conn {
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
+        // Small buffers that grow with the frames: tokio-util starts each at
+        // 8 KiB, which for an idle link is most of what it costs.
+        let reader = FramedRead::with_capacity(read, FrameCodec::new(max_frame_bytes), LINK_BUFFER);
+        let mut writer = FramedWrite::new(write, FrameCodec::new(max_frame_bytes));
+        *writer.write_buffer_mut() = bytes::BytesMut::with_capacity(LINK_BUFFER);
         Conn {
-            reader: FramedRead::new(read, FrameCodec::new(max_frame_bytes)).boxed(),
-            writer: Box::pin(FramedWrite::new(write, FrameCodec::new(max_frame_bytes))),
+            reader: reader.boxed(),
+            writer: Box::pin(writer),
         }
     }
 
