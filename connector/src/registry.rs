@@ -187,7 +187,10 @@ fn offer(entry: &Entry, user: UserId, push: Push) {
         // The device cannot keep up: cut it off rather than grow memory or
         // stall the router. What it missed comes with its next catch-up.
         Err(mpsc::error::TrySendError::Full(_)) => {
-            tracing::warn!(user, device = %entry.device, "slow consumer, closing link");
+            // Said once per link, not once per push it misses.
+            if !entry.kill.token.is_cancelled() {
+                tracing::warn!(user, device = %entry.device, "slow consumer, closing link");
+            }
             entry.kill.kill(ErrorCode::SlowConsumer);
         }
         Err(mpsc::error::TrySendError::Closed(_)) => {}
