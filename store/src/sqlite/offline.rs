@@ -3,7 +3,7 @@
 
 use sqlx::{FromRow, SqlitePool};
 
-use super::begin_write;
+use super::begin_lazy_write;
 use super::rows::{api_int, corrupt, message_columns, sql_int, MessageRow};
 use crate::types::{
     OfflineItem, OfflineKey, OfflineRow, ReceiptKind, ReceiptRecord, StoredMessage, UserId,
@@ -87,7 +87,7 @@ pub(super) async fn claim_keys(
     user: UserId,
     keys: &[OfflineKey],
 ) -> StoreResult<Vec<OfflineKey>> {
-    let mut tx = begin_write(writer).await?;
+    let mut tx = begin_lazy_write(writer).await?;
     let mut claimed = Vec::new();
     for &key in keys {
         let (msg_id, kind, by_user) = match key {
@@ -119,7 +119,7 @@ pub(super) async fn claim_keys(
 /// One statement per row inside one transaction: no bound on how many ids a
 /// single `IN (...)` may carry, and the statement is prepared once.
 pub(super) async fn release(writer: &SqlitePool, row_ids: &[u64]) -> StoreResult<()> {
-    let mut tx = begin_write(writer).await?;
+    let mut tx = begin_lazy_write(writer).await?;
     for &row_id in row_ids {
         sqlx::query("UPDATE offline SET has_read = 0 WHERE id = ?")
             .bind(sql_int(row_id))

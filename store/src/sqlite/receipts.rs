@@ -3,8 +3,8 @@
 
 use sqlx::{FromRow, SqliteConnection, SqlitePool};
 
-use super::begin_write;
 use super::rows::{api_int, sql_int};
+use super::{begin_lazy_write, begin_write};
 use crate::types::{now_ms, DeliveredMessage, ReceiptKind, ReceiptRecord, UserId};
 use crate::{StoreError, StoreResult};
 
@@ -27,7 +27,7 @@ pub(super) async fn mark_delivered(
 ) -> StoreResult<Vec<ReceiptRecord>> {
     let at_ms = now_ms();
     let user_id = sql_int(user);
-    let mut tx = begin_write(writer).await?;
+    let mut tx = begin_lazy_write(writer).await?;
     let mut receipts = Vec::new();
     for acked in messages {
         // The stored message, not the ack's copy of its fields, says where it
