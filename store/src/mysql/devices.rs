@@ -16,6 +16,16 @@ use crate::StoreResult;
 pub(super) async fn register(pool: &MySqlPool, user: UserId, device: &str) -> StoreResult<bool> {
     let user = sql_int(user);
     let created_at_ms = sql_int(now_ms());
+    // Most logins are of a known device: a plain look-up, no transaction.
+    let known: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE user_id = ? AND device_id = ?")
+            .bind(user)
+            .bind(device)
+            .fetch_one(pool)
+            .await?;
+    if known > 0 {
+        return Ok(false);
+    }
     retry(|| async move {
         let mut tx = pool.begin().await?;
         let inserted =

@@ -10,8 +10,24 @@ use crate::StoreResult;
 
 /// A new device starts every conversation at its current last seq: what came
 /// before and no device has yet still reaches it through the offline rows.
-pub(super) async fn register(writer: &SqlitePool, user: UserId, device: &str) -> StoreResult<bool> {
+pub(super) async fn register(
+    reader: &SqlitePool,
+    writer: &SqlitePool,
+    user: UserId,
+    device: &str,
+) -> StoreResult<bool> {
     let user = sql_int(user);
+    // A device logs in far more often than it is new: a look-up on the
+    // readers spares each login of a known device the single writer.
+    let known: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM devices WHERE user_id = ? AND device_id = ?")
+            .bind(user)
+            .bind(device)
+            .fetch_optional(reader)
+            .await?;
+    if known.is_some() {
+        return Ok(false);
+    }
     let mut tx = begin_write(writer).await?;
     let inserted = sqlx::query(
         "INSERT OR IGNORE INTO devices (user_id, device_id, created_at_ms) VALUES (?, ?, ?)",
