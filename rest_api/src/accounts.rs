@@ -143,22 +143,40 @@ fn new_token() -> String {
     hex::encode(bytes)
 }
 
+/// Password hashes running at once: one per core. Each Argon2 hash takes
+/// 19 MiB; left to the blocking pool (up to 512 threads), a burst of
+/// registrations once grew the process to 1.6 GB, which the allocator then
+/// kept. Waiting here costs no throughput, the cores are busy anyway.
+static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    tokio::sync::Semaphore::new(cores)
+});
+
+/// Runs `work` (a password hash) on the blocking pool, at most one per core.
+async fn hashing<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let _permit = HASHING.acquire().await.map_err(ApiError::internal)?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(ApiError::internal)
+}
+
 /// Argon2id with a random salt, off the async threads: it is slow on purpose.
 async fn hash_password(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || {
+    hashing(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|hash| hash.to_string())
     })
-    .await
-    .map_err(ApiError::internal)?
+    .await?
     .map_err(ApiError::internal)
 }
 
 /// True if `password` matches the stored PHC string.
 async fn verify_password(password: String, stored: String) -> Result<bool, ApiError> {
-    tokio::task::spawn_blocking(move || match PasswordHash::new(&stored) {
+    hashing(move || match PasswordHash::new(&stored) {
         Ok(parsed) => Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok(),
@@ -168,7 +186,6 @@ async fn verify_password(password: String, stored: String) -> Result<bool, ApiEr
         }
     })
     .await
-    .map_err(ApiError::internal)
 }
 
 /// A hash of a random password, made once, to verify unknown names against.
