@@ -259,9 +259,12 @@ pub async fn run_worker(
                 Offset::Offset(m.offset() + 1),
             );
         }
-        if let Err(error) = consumer.commit(&offsets, CommitMode::Sync) {
-            // The batch is stored; a replay of it is deduplicated.
-            tracing::warn!(%error, "offset commit failed");
+        // Queued, not awaited: a synchronous commit blocks this loop, and
+        // with it the watchdog, for as long as the broker does not answer.
+        // A commit that fails, or lands after a later one, only means a
+        // replay from an older offset, which the store drops by client id.
+        if let Err(error) = consumer.commit(&offsets, CommitMode::Async) {
+            tracing::warn!(%error, "offset commit not queued");
         }
         batch.clear();
     }
