@@ -101,7 +101,12 @@ impl SqliteStore {
 /// power cut, and so does every lazy write before it (see
 /// [`begin_lazy_write`]).
 async fn begin_write(writer: &SqlitePool) -> sqlx::Result<Transaction<'static, Sqlite>> {
-    begin_with_sync(writer, "PRAGMA synchronous = FULL").await
+    // The pragma, a connection setting read at each commit, runs in the
+    // same `sqlite3_exec` as the BEGIN (sqlx runs a custom BEGIN that way):
+    // outside the transaction, on the one connection that then runs it.
+    writer
+        .begin_with("PRAGMA synchronous = FULL; BEGIN IMMEDIATE")
+        .await
 }
 
 /// A write transaction whose commit does not wait for the disk
@@ -115,18 +120,8 @@ async fn begin_write(writer: &SqlitePool) -> sqlx::Result<Transaction<'static, S
 /// durable. Three syncs per message (store, deliver, claim the receipt)
 /// become about one.
 async fn begin_lazy_write(writer: &SqlitePool) -> sqlx::Result<Transaction<'static, Sqlite>> {
-    begin_with_sync(writer, "PRAGMA synchronous = NORMAL").await
-}
-
-/// The pragma, a connection setting read at each commit, goes in the same
-/// `sqlite3_exec` as the BEGIN (sqlx runs a custom BEGIN that way), so it is
-/// set outside the transaction on the one connection that then runs it.
-async fn begin_with_sync(
-    writer: &SqlitePool,
-    pragma: &'static str,
-) -> sqlx::Result<Transaction<'static, Sqlite>> {
     writer
-        .begin_with(format!("{pragma}; BEGIN IMMEDIATE"))
+        .begin_with("PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE")
         .await
 }
 
