@@ -102,12 +102,33 @@ impl Accounts {
         }
         let bar = progress.bar((pairs - self.friend_pairs) as u64, "making friends");
         let this = &*self;
-        stream::iter(this.friend_pairs..pairs)
-            .map(|i| {
-                let bar = bar.clone();
+        this.each_counted(this.friend_pairs..pairs, &bar, |i| async move {
+            this.befriend(&this.users[2 * i], &this.users[2 * i + 1])
+                .await
+        })
+        .await?;
+        self.friend_pairs = pairs;
+        Ok(())
+    }
+
+    /// Runs `step` on every item, `concurrency` at a time, counting each
+    /// one done on `bar` (cleared at the end); stops at the first error.
+    async fn each_counted<I, F, Fut>(
+        &self,
+        items: I,
+        bar: &indicatif::ProgressBar,
+        step: F,
+    ) -> anyhow::Result<()>
+    where
+        I: IntoIterator,
+        F: Fn(I::Item) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        stream::iter(items)
+            .map(|item| {
+                let done = step(item);
                 async move {
-                    let (a, b) = (&this.users[2 * i], &this.users[2 * i + 1]);
-                    this.befriend(a, b).await?;
+                    done.await?;
                     bar.inc(1);
                     anyhow::Ok(())
                 }
@@ -116,7 +137,6 @@ impl Accounts {
             .try_collect::<()>()
             .await?;
         bar.finish_and_clear();
-        self.friend_pairs = pairs;
         Ok(())
     }
 
@@ -150,22 +170,13 @@ impl Accounts {
             .id;
         let bar = progress.bar(size.saturating_sub(1) as u64, "joining the group");
         let this = &*self;
-        stream::iter(&this.users[1..size])
-            .map(|member| {
-                let bar = bar.clone();
-                async move {
-                    this.rest_as(member)
-                        .join_group(id)
-                        .await
-                        .context("joining a group")?;
-                    bar.inc(1);
-                    anyhow::Ok(())
-                }
-            })
-            .buffer_unordered(self.concurrency)
-            .try_collect::<()>()
-            .await?;
-        bar.finish_and_clear();
+        this.each_counted(&this.users[1..size], &bar, |member| async move {
+            this.rest_as(member)
+                .join_group(id)
+                .await
+                .context("joining a group")
+        })
+        .await?;
         self.groups.insert(size, id);
         Ok(id)
     }

@@ -232,24 +232,22 @@ impl Report {
         crate::report_tables::group(&mut s, &self.modes);
         crate::report_tables::offline(&mut s, &self.modes);
         crate::report_tables::targets(&mut s, &self.modes, &self.size);
-        let warnings = self.warnings();
-        if !warnings.is_empty() {
-            let _ = writeln!(s, "## Warnings\n");
-            for w in warnings {
-                let _ = writeln!(s, "- {w}");
-            }
-            s.push('\n');
-        }
-        let problems = self.problems();
-        if !problems.is_empty() {
-            let _ = writeln!(s, "## Problems\n");
-            for p in problems {
-                let _ = writeln!(s, "- {p}");
-            }
-            s.push('\n');
-        }
+        bullets(&mut s, "Warnings", &self.warnings());
+        bullets(&mut s, "Problems", &self.problems());
         s
     }
+}
+
+/// A `## title` section listing `items`, or nothing when there are none.
+fn bullets(s: &mut String, title: &str, items: &[String]) {
+    if items.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "## {title}\n");
+    for item in items {
+        let _ = writeln!(s, "- {item}");
+    }
+    s.push('\n');
 }
 
 /// `p50 / p99 / p99.9` in ms.
