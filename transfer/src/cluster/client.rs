@@ -139,11 +139,25 @@ impl TransferClient {
             call_id,
             op: Some(op),
         });
-        if live.tx.send(call).await.is_err() {
-            live.waiting.lock().expect("waiting lock").remove(&call_id);
-            return Err(unavailable());
+        // One deadline for queueing and the answer: a link whose writer is
+        // stuck (a peer that stopped reading) fills its queue, and a send
+        // into it must not wait for ever.
+        let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
+        match tokio::time::timeout_at(deadline, live.tx.send(call)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                live.waiting.lock().expect("waiting lock").remove(&call_id);
+                return Err(unavailable());
+            }
+            Err(_) => {
+                live.waiting.lock().expect("waiting lock").remove(&call_id);
+                return Err(TransferError::new(
+                    ErrorCode::Internal,
+                    "transfer link did not take the call in time",
+                ));
+            }
         }
-        match tokio::time::timeout(CALL_TIMEOUT, reply).await {
+        match tokio::time::timeout_at(deadline, reply).await {
             Ok(Ok(result)) => result,
             // The link dropped: whether the call took effect is unknown.
             Ok(Err(_)) => Err(unavailable()),

@@ -71,6 +71,10 @@ pub enum PeerError {
     /// Nothing arrived for the idle timeout.
     #[error("peer silent for {0:?}")]
     Idle(Duration),
+    /// A write did not complete within the idle timeout: the peer stopped
+    /// reading.
+    #[error("peer not reading for {0:?}")]
+    Stalled(Duration),
     /// Frames arrived too far ahead of a gap.
     #[error("reorder buffer overflow")]
     Overflow,
@@ -102,18 +106,18 @@ pub async fn run_peer(
                 let frame = window
                     .send(body, (), std::time::Instant::now())
                     .expect("window has room: checked by the select guard");
-                conn.send(frame).await?;
+                send(&mut conn, frame, config.idle_timeout).await?;
             }
             frame = conn.next() => {
                 let frame = frame.ok_or(PeerError::Closed)??;
                 last_heard = Instant::now();
                 if let Some(ack) = on_frame(frame, &mut window, &mut reorder, &incoming).await? {
-                    conn.send(ack).await?;
+                    send(&mut conn, ack, config.idle_timeout).await?;
                 }
             }
             _ = sleep_until(retransmit_at) => {
                 for frame in window.poll_timeouts(std::time::Instant::now())? {
-                    conn.send(frame).await?;
+                    send(&mut conn, frame, config.idle_timeout).await?;
                 }
             }
             _ = heartbeat.tick() => {
@@ -121,9 +125,20 @@ pub async fn run_peer(
                     return Err(PeerError::Idle(config.idle_timeout));
                 }
                 nonce += 1;
-                conn.send(unsequenced(Body::Ping(Ping { nonce }))).await?;
+                let ping = unsequenced(Body::Ping(Ping { nonce }));
+                send(&mut conn, ping, config.idle_timeout).await?;
             }
         }
+    }
+}
+
+/// Writes one frame, giving up after `limit`: a peer that stops reading
+/// (stopped, or behind something that holds the connection open) would
+/// otherwise hold this loop, and with it the heartbeat that notices it.
+async fn send(conn: &mut PeerConn, frame: Envelope, limit: Duration) -> Result<(), PeerError> {
+    match tokio::time::timeout(limit, conn.send(frame)).await {
+        Ok(sent) => Ok(sent?),
+        Err(_) => Err(PeerError::Stalled(limit)),
     }
 }
 
