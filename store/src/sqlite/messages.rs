@@ -5,7 +5,6 @@ use std::collections::HashMap;
 
 use sqlx::{FromRow, SqliteConnection, SqlitePool};
 
-use super::begin_write;
 use super::rows::{api_int, message_columns, parse_conversation, sql_int, MessageRow};
 use crate::types::{
     conversation_of, now_ms, Appended, ConversationSummary, NewMessage, StoredMessage, Target,
@@ -13,13 +12,13 @@ use crate::types::{
 };
 use crate::{StoreError, StoreResult};
 
-/// One transaction for the whole batch: one fsync however many messages.
+/// Stores a batch inside the caller's transaction (see `batch`): one commit,
+/// one fsync, however many messages.
 pub(super) async fn append(
-    writer: &SqlitePool,
+    conn: &mut SqliteConnection,
     batch: &[NewMessage],
 ) -> StoreResult<Vec<Appended>> {
     let sent_at_ms = now_ms();
-    let mut tx = begin_write(writer).await?;
     let mut appended = Vec::with_capacity(batch.len());
     for message in batch {
         // Looked up inside the transaction, so a resend later in the same
@@ -31,15 +30,14 @@ pub(super) async fn append(
         ))
         .bind(sql_int(message.from_user))
         .bind(&message.client_msg_id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *conn)
         .await?;
         let (message, duplicate) = match earlier {
             Some(row) => (row.into(), true),
-            None => (insert(&mut tx, message, sent_at_ms).await?, false),
+            None => (insert(conn, message, sent_at_ms).await?, false),
         };
         appended.push(Appended { message, duplicate });
     }
-    tx.commit().await?;
     Ok(appended)
 }
 

@@ -10,6 +10,7 @@
 //! seeing the last commit.
 
 mod accounts;
+mod batch;
 mod devices;
 mod friends;
 mod groups;
@@ -43,6 +44,8 @@ const READERS: u32 = 4;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Appends and acks, merged into one transaction per wakeup.
+    batch: batch::Batcher,
 }
 
 impl SqliteStore {
@@ -83,7 +86,12 @@ impl SqliteStore {
             .await?;
 
         tracing::info!(path = %path.display(), "sqlite store open");
-        Ok(SqliteStore { writer, reader })
+        let batch = batch::Batcher::start(writer.clone());
+        Ok(SqliteStore {
+            writer,
+            reader,
+            batch,
+        })
     }
 
     /// Closes both pools, waiting for calls in progress to finish.
@@ -246,7 +254,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<Appended>> {
-        messages::append(&self.writer, batch).await
+        self.batch.append(batch.to_vec()).await
     }
 
     async fn messages_after(
@@ -285,7 +293,7 @@ impl Store for SqliteStore {
         user: UserId,
         keys: &[OfflineKey],
     ) -> StoreResult<Vec<OfflineKey>> {
-        offline::claim_keys(&self.writer, user, keys).await
+        self.batch.claim(user, keys.to_vec()).await
     }
 
     async fn register_device(&self, user: UserId, device: &str) -> StoreResult<bool> {
@@ -306,7 +314,8 @@ impl Store for SqliteStore {
         device: &str,
         messages: &[DeliveredMessage],
     ) -> StoreResult<Vec<ReceiptRecord>> {
-        receipts::mark_delivered(&self.writer, user, device, messages).await
+        let (device, messages) = (device.to_owned(), messages.to_vec());
+        self.batch.delivered(user, device, messages).await
     }
 
     async fn mark_read(

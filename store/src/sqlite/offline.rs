@@ -1,7 +1,7 @@
 //! The offline queue: rows a user has not received on any device yet, each
 //! claimed by exactly one puller through a compare-and-set on `has_read`.
 
-use sqlx::{FromRow, SqlitePool};
+use sqlx::{FromRow, SqliteConnection, SqlitePool};
 
 use super::begin_lazy_write;
 use super::rows::{api_int, corrupt, message_columns, sql_int, MessageRow};
@@ -82,12 +82,13 @@ pub(super) async fn claim(writer: &SqlitePool, row_id: u64) -> StoreResult<bool>
     Ok(done.rows_affected() == 1)
 }
 
+/// Claims the rows behind `keys`; inside the caller's transaction (see
+/// `batch`).
 pub(super) async fn claim_keys(
-    writer: &SqlitePool,
+    tx: &mut SqliteConnection,
     user: UserId,
     keys: &[OfflineKey],
 ) -> StoreResult<Vec<OfflineKey>> {
-    let mut tx = begin_lazy_write(writer).await?;
     let mut claimed = Vec::new();
     for &key in keys {
         let (msg_id, kind, by_user) = match key {
@@ -112,7 +113,6 @@ pub(super) async fn claim_keys(
             claimed.push(key);
         }
     }
-    tx.commit().await?;
     Ok(claimed)
 }
 

@@ -3,8 +3,8 @@
 
 use sqlx::{FromRow, SqliteConnection, SqlitePool};
 
+use super::begin_write;
 use super::rows::{api_int, sql_int};
-use super::{begin_lazy_write, begin_write};
 use crate::types::{now_ms, DeliveredMessage, ReceiptKind, ReceiptRecord, UserId};
 use crate::{StoreError, StoreResult};
 
@@ -18,16 +18,16 @@ struct Receipted {
     client_msg_id: String,
 }
 
-/// A device of `user` acknowledged `messages`.
+/// A device of `user` acknowledged `messages`; inside the caller's
+/// transaction (see `batch`).
 pub(super) async fn mark_delivered(
-    writer: &SqlitePool,
+    tx: &mut SqliteConnection,
     user: UserId,
     device: &str,
     messages: &[DeliveredMessage],
 ) -> StoreResult<Vec<ReceiptRecord>> {
     let at_ms = now_ms();
     let user_id = sql_int(user);
-    let mut tx = begin_lazy_write(writer).await?;
     let mut receipts = Vec::new();
     for acked in messages {
         // The stored message, not the ack's copy of its fields, says where it
@@ -66,10 +66,9 @@ pub(super) async fn mark_delivered(
         .bind(message.msg_id)
         .execute(&mut *tx)
         .await?;
-        let receipt = store_receipt(&mut tx, ReceiptKind::Delivered, message, user, at_ms).await?;
+        let receipt = store_receipt(tx, ReceiptKind::Delivered, message, user, at_ms).await?;
         receipts.extend(receipt);
     }
-    tx.commit().await?;
     Ok(receipts)
 }
 

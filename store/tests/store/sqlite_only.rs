@@ -25,3 +25,40 @@ async fn the_file_is_written_ahead() {
     assert!(dir.path().join("im.db-wal").exists());
     store.close().await;
 }
+
+/// Appends and acks that arrive together share one transaction. One that
+/// fails (here a sender that does not exist, which the foreign key refuses)
+/// must fail alone: the others in its transaction are written and answered.
+#[tokio::test]
+async fn a_failing_write_fails_only_its_own_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("im.db")).await.unwrap();
+    let alice = store.create_user("alice", "hash").await.unwrap().id;
+    let bob = store.create_user("bob", "hash").await.unwrap().id;
+    let target = im_store::Target::User(bob);
+    // Spawned on this test's one thread, they all queue before the writer
+    // task runs, so they reach it together.
+    let mut calls = Vec::new();
+    for i in 0..20 {
+        let (store, from) = (store.clone(), if i == 7 { 999_999 } else { alice });
+        let message = crate::text(from, target, &format!("m{i}"), &[bob]);
+        calls.push(tokio::spawn(async move {
+            store.append_messages(&[message]).await
+        }));
+    }
+    let mut seqs = Vec::new();
+    for (i, call) in calls.into_iter().enumerate() {
+        let result = call.await.unwrap();
+        if i == 7 {
+            assert!(result.is_err(), "a message from no user was stored");
+        } else {
+            seqs.push(
+                result.expect("a good write failed with a bad one")[0]
+                    .message
+                    .seq,
+            );
+        }
+    }
+    assert_eq!(seqs, (1..=19).collect::<Vec<u64>>());
+    store.close().await;
+}
