@@ -85,7 +85,9 @@ impl ApiError {
     /// What the client is told. Server-side failures get a fixed text.
     fn client_message(&self) -> String {
         match self {
-            ApiError::Store(StoreError::Database(_) | StoreError::Migrate(_))
+            ApiError::Store(
+                StoreError::Database(_) | StoreError::Sqlite(_) | StoreError::Migrate(_),
+            )
             | ApiError::Internal(_) => "internal error".to_owned(),
             ApiError::Store(StoreError::NotFound) => "not found".to_owned(),
             ApiError::Store(StoreError::Forbidden) => "forbidden".to_owned(),

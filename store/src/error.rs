@@ -21,6 +21,10 @@ pub enum StoreError {
     /// The database failed; its text is logged, never shown to clients.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The database failed on the SQLite hot path (`rusqlite`); logged,
+    /// never shown to clients.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// Migrations failed.
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -34,7 +38,9 @@ impl StoreError {
             StoreError::NotFound => ErrorCode::NotFound,
             StoreError::Conflict(_) => ErrorCode::Conflict,
             StoreError::Forbidden => ErrorCode::Forbidden,
-            StoreError::Database(_) | StoreError::Migrate(_) => ErrorCode::Internal,
+            StoreError::Database(_) | StoreError::Sqlite(_) | StoreError::Migrate(_) => {
+                ErrorCode::Internal
+            }
         }
     }
 }

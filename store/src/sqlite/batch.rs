@@ -9,10 +9,14 @@
 //! conversation, the offline queue's index) go to the WAL once per batch,
 //! and acks that arrive while an append's fsync runs ride on the next one.
 
-use sqlx::{SqliteConnection, SqlitePool};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, TransactionBehavior};
+use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{begin_lazy_write, begin_write, messages, offline, receipts};
+use super::{hot, BUSY_TIMEOUT};
 use crate::types::{Appended, DeliveredMessage, NewMessage, OfflineKey, ReceiptRecord, UserId};
 use crate::{StoreError, StoreResult};
 
@@ -52,10 +56,17 @@ pub(super) struct Batcher {
 }
 
 impl Batcher {
-    pub(super) fn start(writer: SqlitePool) -> Batcher {
+    /// Opens the hot path's own connection to the database at `path`
+    /// (already made and migrated) and starts the writer task. `writer` is
+    /// the sqlx pool of one writing connection; the task holds it while a
+    /// batch runs, so the file has one writer at a time.
+    pub(super) fn start(writer: SqlitePool, path: &Path) -> StoreResult<Batcher> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "foreign_keys", true)?;
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(write(writer, rx));
-        Batcher { tx }
+        tokio::spawn(write(writer, Arc::new(Mutex::new(conn)), rx));
+        Ok(Batcher { tx })
     }
 
     pub(super) async fn append(&self, batch: Vec<NewMessage>) -> StoreResult<Vec<Appended>> {
@@ -111,28 +122,57 @@ fn mismatch() -> StoreError {
     ))
 }
 
-async fn write(writer: SqlitePool, mut rx: mpsc::Receiver<Request>) {
-    let mut requests: Vec<Request> = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut requests, MAX_BATCH).await > 0 {
-        let ops: Vec<&Op> = requests.iter().map(|(op, _)| op).collect();
-        match together(&writer, &ops).await {
-            Ok(results) => {
-                for ((_, reply), result) in requests.drain(..).zip(results) {
-                    let _ = reply.send(Ok(result));
-                }
-            }
-            // Nothing of the batch was written. One at a time, so a write
-            // that fails fails only its own caller.
-            Err(error) if requests.len() == 1 => {
-                let (_, reply) = requests.pop().expect("one request");
-                let _ = reply.send(Err(error));
-            }
+async fn write(writer: SqlitePool, conn: Arc<Mutex<Connection>>, mut rx: mpsc::Receiver<Request>) {
+    loop {
+        let mut requests: Vec<Request> = Vec::with_capacity(MAX_BATCH);
+        if rx.recv_many(&mut requests, MAX_BATCH).await == 0 {
+            return;
+        }
+        // sqlx's one writing connection, held for the batch: its own writes
+        // (accounts, groups, read marks) wait in its pool instead of
+        // polling SQLite's file lock while this connection writes.
+        let lease = match writer.acquire().await {
+            Ok(lease) => lease,
             Err(error) => {
-                tracing::warn!(%error, requests = requests.len(), "batched write failed; writing one at a time");
-                for (op, reply) in requests.drain(..) {
-                    let result = together(&writer, &[&op]).await;
-                    let _ = reply.send(result.map(|mut done| done.pop().expect("one result")));
+                let error = error.to_string();
+                for (_, reply) in requests {
+                    let e = sqlx::Error::Protocol(format!("store closed: {error}"));
+                    let _ = reply.send(Err(StoreError::Database(e)));
                 }
+                continue;
+            }
+        };
+        let conn = conn.clone();
+        // A panic loses only that batch: its callers see their replies
+        // dropped (an error), and the connection is used again.
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            write_batch(&mut conn, requests);
+        })
+        .await;
+        drop(lease);
+    }
+}
+
+fn write_batch(conn: &mut Connection, mut requests: Vec<Request>) {
+    let ops: Vec<&Op> = requests.iter().map(|(op, _)| op).collect();
+    match together(conn, &ops) {
+        Ok(results) => {
+            for ((_, reply), result) in requests.into_iter().zip(results) {
+                let _ = reply.send(Ok(result));
+            }
+        }
+        // Nothing of the batch was written. One at a time, so a write that
+        // fails fails only its own caller.
+        Err(error) if requests.len() == 1 => {
+            let (_, reply) = requests.pop().expect("one request");
+            let _ = reply.send(Err(error));
+        }
+        Err(error) => {
+            tracing::warn!(%error, requests = requests.len(), "batched write failed; writing one at a time");
+            for (op, reply) in requests {
+                let result = together(conn, &[&op]);
+                let _ = reply.send(result.map(|mut done| done.pop().expect("one result")));
             }
         }
     }
@@ -141,29 +181,26 @@ async fn write(writer: SqlitePool, mut rx: mpsc::Receiver<Request>) {
 /// Runs `ops` in one transaction. It syncs the WAL if any op stores
 /// messages (a SENT promises they survive a power cut); acks alone are
 /// lazy writes (see `begin_lazy_write`).
-async fn together(writer: &SqlitePool, ops: &[&Op]) -> StoreResult<Vec<Done>> {
+fn together(conn: &mut Connection, ops: &[&Op]) -> StoreResult<Vec<Done>> {
     let durable = ops.iter().any(|op| matches!(op, Op::Append(_)));
-    let mut tx = if durable {
-        begin_write(writer).await?
+    conn.execute_batch(if durable {
+        "PRAGMA synchronous = FULL"
     } else {
-        begin_lazy_write(writer).await?
-    };
+        "PRAGMA synchronous = NORMAL"
+    })?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(ops.len());
     for op in ops {
-        results.push(apply(&mut tx, op).await?);
+        results.push(match op {
+            Op::Append(batch) => Done::Appended(hot::append(&tx, batch)?),
+            Op::Delivered {
+                user,
+                device,
+                messages,
+            } => Done::Receipts(hot::mark_delivered(&tx, *user, device, messages)?),
+            Op::Claim { user, keys } => Done::Claimed(hot::claim_keys(&tx, *user, keys)?),
+        });
     }
-    tx.commit().await?;
+    tx.commit()?;
     Ok(results)
-}
-
-async fn apply(conn: &mut SqliteConnection, op: &Op) -> StoreResult<Done> {
-    Ok(match op {
-        Op::Append(batch) => Done::Appended(messages::append(conn, batch).await?),
-        Op::Delivered {
-            user,
-            device,
-            messages,
-        } => Done::Receipts(receipts::mark_delivered(conn, *user, device, messages).await?),
-        Op::Claim { user, keys } => Done::Claimed(offline::claim_keys(conn, *user, keys).await?),
-    })
 }

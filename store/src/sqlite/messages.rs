@@ -1,126 +1,13 @@
-//! Appending messages (the group commit), reading them back, and the
-//! conversation list.
+//! Reading messages back, and the conversation list. Appending them (the
+//! group commit) is on the hot path, `hot`.
 
 use std::collections::HashMap;
 
-use sqlx::{FromRow, SqliteConnection, SqlitePool};
+use sqlx::{FromRow, SqlitePool};
 
 use super::rows::{api_int, message_columns, parse_conversation, sql_int, MessageRow};
-use crate::types::{
-    conversation_of, now_ms, Appended, ConversationSummary, NewMessage, StoredMessage, Target,
-    UserId,
-};
+use crate::types::{ConversationSummary, StoredMessage, UserId};
 use crate::{StoreError, StoreResult};
-
-/// Stores a batch inside the caller's transaction (see `batch`): one commit,
-/// one fsync, however many messages.
-pub(super) async fn append(
-    conn: &mut SqliteConnection,
-    batch: &[NewMessage],
-) -> StoreResult<Vec<Appended>> {
-    let sent_at_ms = now_ms();
-    let mut appended = Vec::with_capacity(batch.len());
-    for message in batch {
-        // Looked up inside the transaction, so a resend later in the same
-        // batch finds the copy stored just before it.
-        let earlier: Option<MessageRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            message_columns!(),
-            " FROM messages m WHERE m.from_user = ? AND m.client_msg_id = ?"
-        ))
-        .bind(sql_int(message.from_user))
-        .bind(&message.client_msg_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let (message, duplicate) = match earlier {
-            Some(row) => (row.into(), true),
-            None => (insert(conn, message, sent_at_ms).await?, false),
-        };
-        appended.push(Appended { message, duplicate });
-    }
-    Ok(appended)
-}
-
-/// Stores one new message: the next seq of its conversation, a new msg_id,
-/// and an unread offline row per recipient.
-async fn insert(
-    conn: &mut SqliteConnection,
-    message: &NewMessage,
-    sent_at_ms: u64,
-) -> StoreResult<StoredMessage> {
-    let conversation_id = conversation_of(message.from_user, message.target);
-    let (to_user, to_group, kind) = match message.target {
-        Target::User(user) => (user, 0, "direct"),
-        Target::Group(group) => (0, group, "group"),
-    };
-    sqlx::query("INSERT OR IGNORE INTO conversations (id, kind, updated_at_ms) VALUES (?, ?, ?)")
-        .bind(&conversation_id)
-        .bind(kind)
-        .bind(sql_int(sent_at_ms))
-        .execute(&mut *conn)
-        .await?;
-    // The writer holds the database's write lock, so nothing else can take
-    // the same seq between this and the commit.
-    let seq: i64 = sqlx::query_scalar(
-        "UPDATE conversations SET last_seq = last_seq + 1, updated_at_ms = ? \
-         WHERE id = ? RETURNING last_seq",
-    )
-    .bind(sql_int(sent_at_ms))
-    .bind(&conversation_id)
-    .fetch_one(&mut *conn)
-    .await?;
-    let file = message.file.as_ref();
-    let msg_id: i64 = sqlx::query_scalar(
-        "INSERT INTO messages (conversation_id, seq, from_user, to_user, to_group, \
-         client_msg_id, content_type, text, file_id, file_name, file_mime, file_size, \
-         sent_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING msg_id",
-    )
-    .bind(&conversation_id)
-    .bind(seq)
-    .bind(sql_int(message.from_user))
-    .bind(sql_int(to_user))
-    .bind(sql_int(to_group))
-    .bind(&message.client_msg_id)
-    .bind(message.content_type)
-    .bind(&message.text)
-    .bind(file.map(|f| f.file_id.as_str()))
-    .bind(file.map(|f| f.name.as_str()))
-    .bind(file.map(|f| f.mime.as_str()))
-    .bind(file.map(|f| sql_int(f.size)))
-    .bind(sql_int(sent_at_ms))
-    .fetch_one(&mut *conn)
-    .await?;
-    sqlx::query("UPDATE conversations SET last_msg_id = ? WHERE id = ?")
-        .bind(msg_id)
-        .bind(&conversation_id)
-        .execute(&mut *conn)
-        .await?;
-    // The sender has the message already; IGNORE drops a recipient listed twice.
-    for &recipient in message
-        .recipients
-        .iter()
-        .filter(|&&r| r != message.from_user)
-    {
-        sqlx::query("INSERT OR IGNORE INTO offline (user_id, msg_id) VALUES (?, ?)")
-            .bind(sql_int(recipient))
-            .bind(msg_id)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(StoredMessage {
-        msg_id: api_int(msg_id),
-        conversation_id,
-        seq: api_int(seq),
-        from_user: message.from_user,
-        to_user,
-        to_group,
-        client_msg_id: message.client_msg_id.clone(),
-        content_type: message.content_type,
-        text: message.text.clone(),
-        file: message.file.clone(),
-        sent_at_ms,
-    })
-}
 
 pub(super) async fn after(
     reader: &SqlitePool,

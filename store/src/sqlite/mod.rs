@@ -14,6 +14,7 @@ mod batch;
 mod devices;
 mod friends;
 mod groups;
+mod hot;
 mod messages;
 mod offline;
 mod receipts;
@@ -68,6 +69,8 @@ impl SqliteStore {
         // `begin_lazy_write`); this is the level of the rest.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            // A local file: nothing to ping before handing it out.
+            .test_before_acquire(false)
             .connect_with(
                 options
                     .clone()
@@ -86,7 +89,7 @@ impl SqliteStore {
             .await?;
 
         tracing::info!(path = %path.display(), "sqlite store open");
-        let batch = batch::Batcher::start(writer.clone());
+        let batch = batch::Batcher::start(writer.clone(), path)?;
         Ok(SqliteStore {
             writer,
             reader,

@@ -1,13 +1,11 @@
 //! The offline queue: rows a user has not received on any device yet, each
 //! claimed by exactly one puller through a compare-and-set on `has_read`.
 
-use sqlx::{FromRow, SqliteConnection, SqlitePool};
+use sqlx::{FromRow, SqlitePool};
 
 use super::begin_lazy_write;
 use super::rows::{api_int, corrupt, message_columns, sql_int, MessageRow};
-use crate::types::{
-    OfflineItem, OfflineKey, OfflineRow, ReceiptKind, ReceiptRecord, StoredMessage, UserId,
-};
+use crate::types::{OfflineItem, OfflineRow, ReceiptKind, ReceiptRecord, StoredMessage, UserId};
 use crate::StoreResult;
 
 /// `offline.receipt_kind` of a row holding the message itself.
@@ -80,40 +78,6 @@ pub(super) async fn claim(writer: &SqlitePool, row_id: u64) -> StoreResult<bool>
         .execute(writer)
         .await?;
     Ok(done.rows_affected() == 1)
-}
-
-/// Claims the rows behind `keys`; inside the caller's transaction (see
-/// `batch`).
-pub(super) async fn claim_keys(
-    tx: &mut SqliteConnection,
-    user: UserId,
-    keys: &[OfflineKey],
-) -> StoreResult<Vec<OfflineKey>> {
-    let mut claimed = Vec::new();
-    for &key in keys {
-        let (msg_id, kind, by_user) = match key {
-            OfflineKey::Message(msg_id) => (msg_id, MESSAGE_ROW, 0),
-            OfflineKey::Receipt {
-                msg_id,
-                kind,
-                by_user,
-            } => (msg_id, kind.as_i64(), by_user),
-        };
-        let done = sqlx::query(
-            "UPDATE offline SET has_read = 1 WHERE user_id = ? AND msg_id = ? \
-             AND receipt_kind = ? AND receipt_by = ? AND has_read = 0",
-        )
-        .bind(sql_int(user))
-        .bind(sql_int(msg_id))
-        .bind(kind)
-        .bind(sql_int(by_user))
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 1 {
-            claimed.push(key);
-        }
-    }
-    Ok(claimed)
 }
 
 /// One statement per row inside one transaction: no bound on how many ids a

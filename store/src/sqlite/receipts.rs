@@ -5,7 +5,7 @@ use sqlx::{FromRow, SqliteConnection, SqlitePool};
 
 use super::begin_write;
 use super::rows::{api_int, sql_int};
-use crate::types::{now_ms, DeliveredMessage, ReceiptKind, ReceiptRecord, UserId};
+use crate::types::{now_ms, ReceiptKind, ReceiptRecord, UserId};
 use crate::{StoreError, StoreResult};
 
 /// What a receipt needs to know of its message.
@@ -16,60 +16,6 @@ struct Receipted {
     seq: i64,
     from_user: i64,
     client_msg_id: String,
-}
-
-/// A device of `user` acknowledged `messages`; inside the caller's
-/// transaction (see `batch`).
-pub(super) async fn mark_delivered(
-    tx: &mut SqliteConnection,
-    user: UserId,
-    device: &str,
-    messages: &[DeliveredMessage],
-) -> StoreResult<Vec<ReceiptRecord>> {
-    let at_ms = now_ms();
-    let user_id = sql_int(user);
-    let mut receipts = Vec::new();
-    for acked in messages {
-        // The stored message, not the ack's copy of its fields, says where it
-        // belongs and who sent it. An unknown id acknowledges nothing.
-        let Some(message) = sqlx::query_as::<_, Receipted>(
-            "SELECT msg_id, conversation_id, seq, from_user, client_msg_id \
-             FROM messages WHERE msg_id = ?",
-        )
-        .bind(sql_int(acked.msg_id))
-        .fetch_optional(&mut *tx)
-        .await?
-        else {
-            continue;
-        };
-        sqlx::query(
-            "INSERT INTO device_cursors (user_id, device_id, conversation_id, seq) \
-             VALUES (?, ?, ?, ?) \
-             ON CONFLICT (user_id, device_id, conversation_id) \
-             DO UPDATE SET seq = MAX(seq, excluded.seq)",
-        )
-        .bind(user_id)
-        .bind(device)
-        .bind(&message.conversation_id)
-        .bind(message.seq)
-        .execute(&mut *tx)
-        .await?;
-        if message.from_user == user_id {
-            continue;
-        }
-        // Whichever device acks first takes the message's offline row too.
-        sqlx::query(
-            "UPDATE offline SET has_read = 1 \
-             WHERE user_id = ? AND msg_id = ? AND receipt_kind = 0 AND has_read = 0",
-        )
-        .bind(user_id)
-        .bind(message.msg_id)
-        .execute(&mut *tx)
-        .await?;
-        let receipt = store_receipt(tx, ReceiptKind::Delivered, message, user, at_ms).await?;
-        receipts.extend(receipt);
-    }
-    Ok(receipts)
 }
 
 /// `user` read `conversation` up to `seq`. The cursor stops at the

@@ -1,0 +1,299 @@
+//! The single node's hot writes on `rusqlite`: appending messages, and the
+//! acks of devices (cursors, DELIVERED receipts, claimed offline rows).
+//!
+//! Why not sqlx here: sqlx-sqlite runs each statement on its worker thread
+//! and hands it over through a channel, so every statement costs two thread
+//! wakeups. A message takes about a dozen statements between its append and
+//! its receipts; in the chat benchmark the server spent over half its time
+//! waking threads (perf: futex and flume). Here a whole batch runs on one
+//! blocking thread, each statement prepared once and cached, with one
+//! handover per batch (`batch`).
+
+use rusqlite::{params, OptionalExtension, Row, Transaction};
+
+use super::rows::{api_int, sql_int};
+use crate::types::{
+    conversation_of, now_ms, Appended, DeliveredMessage, FileRef, NewMessage, OfflineKey,
+    ReceiptKind, ReceiptRecord, StoredMessage, Target, UserId,
+};
+use crate::StoreResult;
+
+/// `offline.receipt_kind` of a row holding the message itself.
+const MESSAGE_ROW: i64 = 0;
+
+/// Stores a batch: one commit, one fsync, however many messages. A message
+/// whose (sender, client id) is stored already is answered with the stored
+/// copy, marked `duplicate`.
+pub(super) fn append(tx: &Transaction, batch: &[NewMessage]) -> StoreResult<Vec<Appended>> {
+    let sent_at_ms = now_ms();
+    let mut appended = Vec::with_capacity(batch.len());
+    for message in batch {
+        // Looked up inside the transaction, so a resend later in the same
+        // batch finds the copy stored just before it.
+        let earlier = tx
+            .prepare_cached(concat!(
+                "SELECT ",
+                crate::convert::message_columns!(),
+                " FROM messages m WHERE m.from_user = ? AND m.client_msg_id = ?"
+            ))?
+            .query_row(
+                params![sql_int(message.from_user), message.client_msg_id],
+                stored_message,
+            )
+            .optional()?;
+        let (message, duplicate) = match earlier {
+            Some(stored) => (stored, true),
+            None => (insert(tx, message, sent_at_ms)?, false),
+        };
+        appended.push(Appended { message, duplicate });
+    }
+    Ok(appended)
+}
+
+/// Stores one new message: the next seq of its conversation, a new msg_id,
+/// and an unread offline row per recipient.
+fn insert(tx: &Transaction, message: &NewMessage, sent_at_ms: u64) -> StoreResult<StoredMessage> {
+    let conversation_id = conversation_of(message.from_user, message.target);
+    let (to_user, to_group, kind) = match message.target {
+        Target::User(user) => (user, 0, "direct"),
+        Target::Group(group) => (0, group, "group"),
+    };
+    let at = sql_int(sent_at_ms);
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO conversations (id, kind, updated_at_ms) VALUES (?, ?, ?)",
+    )?
+    .execute(params![conversation_id, kind, at])?;
+    // The transaction holds the database's write lock, so nothing else can
+    // take the same seq between this and the commit.
+    let seq: i64 = tx
+        .prepare_cached(
+            "UPDATE conversations SET last_seq = last_seq + 1, updated_at_ms = ? \
+             WHERE id = ? RETURNING last_seq",
+        )?
+        .query_row(params![at, conversation_id], |row| row.get(0))?;
+    let file = message.file.as_ref();
+    let msg_id: i64 = tx
+        .prepare_cached(
+            "INSERT INTO messages (conversation_id, seq, from_user, to_user, to_group, \
+             client_msg_id, content_type, text, file_id, file_name, file_mime, file_size, \
+             sent_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING msg_id",
+        )?
+        .query_row(
+            params![
+                conversation_id,
+                seq,
+                sql_int(message.from_user),
+                sql_int(to_user),
+                sql_int(to_group),
+                message.client_msg_id,
+                message.content_type,
+                message.text,
+                file.map(|f| f.file_id.as_str()),
+                file.map(|f| f.name.as_str()),
+                file.map(|f| f.mime.as_str()),
+                file.map(|f| sql_int(f.size)),
+                at,
+            ],
+            |row| row.get(0),
+        )?;
+    tx.prepare_cached("UPDATE conversations SET last_msg_id = ? WHERE id = ?")?
+        .execute(params![msg_id, conversation_id])?;
+    // The sender has the message already; IGNORE drops a recipient listed twice.
+    let mut offline =
+        tx.prepare_cached("INSERT OR IGNORE INTO offline (user_id, msg_id) VALUES (?, ?)")?;
+    for &recipient in message
+        .recipients
+        .iter()
+        .filter(|&&r| r != message.from_user)
+    {
+        offline.execute(params![sql_int(recipient), msg_id])?;
+    }
+    Ok(StoredMessage {
+        msg_id: api_int(msg_id),
+        conversation_id,
+        seq: api_int(seq),
+        from_user: message.from_user,
+        to_user,
+        to_group,
+        client_msg_id: message.client_msg_id.clone(),
+        content_type: message.content_type,
+        text: message.text.clone(),
+        file: message.file.clone(),
+        sent_at_ms,
+    })
+}
+
+/// A row of [`message_columns!`](crate::convert::message_columns).
+fn stored_message(row: &Row) -> rusqlite::Result<StoredMessage> {
+    let file_id: Option<String> = row.get(9)?;
+    let file = match file_id {
+        Some(file_id) => Some(FileRef {
+            file_id,
+            name: row.get::<_, Option<String>>(10)?.unwrap_or_default(),
+            mime: row.get::<_, Option<String>>(11)?.unwrap_or_default(),
+            size: api_int(row.get::<_, Option<i64>>(12)?.unwrap_or(0)),
+        }),
+        None => None,
+    };
+    Ok(StoredMessage {
+        msg_id: api_int(row.get(0)?),
+        conversation_id: row.get(1)?,
+        seq: api_int(row.get(2)?),
+        from_user: api_int(row.get(3)?),
+        to_user: api_int(row.get(4)?),
+        to_group: api_int(row.get(5)?),
+        client_msg_id: row.get(6)?,
+        content_type: row.get(7)?,
+        text: row.get(8)?,
+        file,
+        sent_at_ms: api_int(row.get(13)?),
+    })
+}
+
+/// What a receipt needs to know of its message.
+struct Receipted {
+    msg_id: i64,
+    conversation_id: String,
+    seq: i64,
+    from_user: i64,
+    client_msg_id: String,
+}
+
+/// A device of `user` acknowledged `messages`: its cursors move forward,
+/// the first device's ack takes the message's offline row, and the sender
+/// is owed one DELIVERED receipt per recipient.
+pub(super) fn mark_delivered(
+    tx: &Transaction,
+    user: UserId,
+    device: &str,
+    messages: &[DeliveredMessage],
+) -> StoreResult<Vec<ReceiptRecord>> {
+    let at_ms = now_ms();
+    let user_id = sql_int(user);
+    let mut receipts = Vec::new();
+    for acked in messages {
+        // The stored message, not the ack's copy of its fields, says where it
+        // belongs and who sent it. An unknown id acknowledges nothing.
+        let Some(message) = tx
+            .prepare_cached(
+                "SELECT msg_id, conversation_id, seq, from_user, client_msg_id \
+                 FROM messages WHERE msg_id = ?",
+            )?
+            .query_row([sql_int(acked.msg_id)], |row| {
+                Ok(Receipted {
+                    msg_id: row.get(0)?,
+                    conversation_id: row.get(1)?,
+                    seq: row.get(2)?,
+                    from_user: row.get(3)?,
+                    client_msg_id: row.get(4)?,
+                })
+            })
+            .optional()?
+        else {
+            continue;
+        };
+        tx.prepare_cached(
+            "INSERT INTO device_cursors (user_id, device_id, conversation_id, seq) \
+             VALUES (?, ?, ?, ?) \
+             ON CONFLICT (user_id, device_id, conversation_id) \
+             DO UPDATE SET seq = MAX(seq, excluded.seq)",
+        )?
+        .execute(params![
+            user_id,
+            device,
+            message.conversation_id,
+            message.seq
+        ])?;
+        if message.from_user == user_id {
+            continue;
+        }
+        // Whichever device acks first takes the message's offline row too.
+        tx.prepare_cached(
+            "UPDATE offline SET has_read = 1 \
+             WHERE user_id = ? AND msg_id = ? AND receipt_kind = 0 AND has_read = 0",
+        )?
+        .execute(params![user_id, message.msg_id])?;
+        receipts.extend(delivered_receipt(tx, message, user, at_ms)?);
+    }
+    Ok(receipts)
+}
+
+/// Stores `by_user`'s DELIVERED receipt for `message` and an unread offline
+/// row carrying it to the sender, unless that receipt exists already: each
+/// message gets at most one per recipient, however many devices ack it.
+/// (READ receipts, rarer, are stored through sqlx in `receipts`.)
+fn delivered_receipt(
+    tx: &Transaction,
+    message: Receipted,
+    by_user: UserId,
+    at_ms: u64,
+) -> StoreResult<Option<ReceiptRecord>> {
+    let kind = ReceiptKind::Delivered;
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO receipts (msg_id, by_user, kind, at_ms) VALUES (?, ?, ?, ?)",
+        )?
+        .execute(params![
+            message.msg_id,
+            sql_int(by_user),
+            kind.as_i64(),
+            sql_int(at_ms)
+        ])?;
+    if inserted == 0 {
+        return Ok(None);
+    }
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO offline (user_id, msg_id, receipt_kind, receipt_by) \
+         VALUES (?, ?, ?, ?)",
+    )?
+    .execute(params![
+        message.from_user,
+        message.msg_id,
+        kind.as_i64(),
+        sql_int(by_user)
+    ])?;
+    Ok(Some(ReceiptRecord {
+        kind,
+        msg_id: api_int(message.msg_id),
+        conversation_id: message.conversation_id,
+        seq: api_int(message.seq),
+        client_msg_id: message.client_msg_id,
+        to_user: api_int(message.from_user),
+        by_user,
+        at_ms,
+    }))
+}
+
+/// Claims the unread offline rows behind `keys` (compare-and-set on
+/// `has_read`); returns the keys this call claimed.
+pub(super) fn claim_keys(
+    tx: &Transaction,
+    user: UserId,
+    keys: &[OfflineKey],
+) -> StoreResult<Vec<OfflineKey>> {
+    let mut claim = tx.prepare_cached(
+        "UPDATE offline SET has_read = 1 WHERE user_id = ? AND msg_id = ? \
+         AND receipt_kind = ? AND receipt_by = ? AND has_read = 0",
+    )?;
+    let mut claimed = Vec::new();
+    for &key in keys {
+        let (msg_id, kind, by_user) = match key {
+            OfflineKey::Message(msg_id) => (msg_id, MESSAGE_ROW, 0),
+            OfflineKey::Receipt {
+                msg_id,
+                kind,
+                by_user,
+            } => (msg_id, kind.as_i64(), by_user),
+        };
+        let done = claim.execute(params![
+            sql_int(user),
+            sql_int(msg_id),
+            kind,
+            sql_int(by_user)
+        ])?;
+        if done == 1 {
+            claimed.push(key);
+        }
+    }
+    Ok(claimed)
+}
