@@ -10,6 +10,7 @@
 //! seeing the last commit.
 
 mod accounts;
+mod acl;
 mod batch;
 mod devices;
 mod friends;
@@ -21,6 +22,7 @@ mod receipts;
 mod rows;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -47,6 +49,8 @@ pub struct SqliteStore {
     reader: SqlitePool,
     /// Appends and acks, merged into one transaction per wakeup.
     batch: batch::Batcher,
+    /// Friendships and memberships, as every send checks them.
+    acl: Arc<acl::Acl>,
 }
 
 impl SqliteStore {
@@ -94,6 +98,7 @@ impl SqliteStore {
             writer,
             reader,
             batch,
+            acl: Arc::default(),
         })
     }
 
@@ -184,7 +189,9 @@ impl Store for SqliteStore {
     }
 
     async fn resolve_friend_request(&self, id: u64, accept: bool) -> StoreResult<FriendRequest> {
-        friends::resolve_request(&self.writer, id, accept).await
+        let resolved = friends::resolve_request(&self.writer, id, accept).await;
+        self.acl.changed();
+        resolved
     }
 
     async fn friends(&self, user: UserId) -> StoreResult<Vec<Friend>> {
@@ -192,11 +199,21 @@ impl Store for SqliteStore {
     }
 
     async fn are_friends(&self, a: UserId, b: UserId) -> StoreResult<bool> {
-        friends::are_friends(&self.reader, a, b).await
+        if self.acl.friends(a, b) {
+            return Ok(true);
+        }
+        let epoch = self.acl.epoch();
+        let yes = friends::are_friends(&self.reader, a, b).await?;
+        if yes {
+            self.acl.keep_friends(epoch, a, b);
+        }
+        Ok(yes)
     }
 
     async fn remove_friend(&self, user: UserId, friend: UserId) -> StoreResult<bool> {
-        friends::remove_friend(&self.writer, user, friend).await
+        let removed = friends::remove_friend(&self.writer, user, friend).await;
+        self.acl.changed();
+        removed
     }
 
     async fn set_remark(
@@ -209,7 +226,9 @@ impl Store for SqliteStore {
     }
 
     async fn create_group(&self, creator: UserId, name: &str) -> StoreResult<Group> {
-        groups::create_group(&self.writer, creator, name).await
+        let created = groups::create_group(&self.writer, creator, name).await;
+        self.acl.changed();
+        created
     }
 
     async fn group(&self, id: GroupId) -> StoreResult<Option<Group>> {
@@ -221,27 +240,52 @@ impl Store for SqliteStore {
     }
 
     async fn group_member_ids(&self, id: GroupId) -> StoreResult<Vec<UserId>> {
-        groups::member_ids(&self.reader, id).await
+        if let Some(members) = self.acl.members(id) {
+            return Ok(members);
+        }
+        let epoch = self.acl.epoch();
+        let members = groups::member_ids(&self.reader, id).await?;
+        self.acl.keep_members(epoch, id, &members);
+        Ok(members)
     }
 
     async fn member_role(&self, group: GroupId, user: UserId) -> StoreResult<Option<Role>> {
-        groups::member_role(&self.reader, group, user).await
+        if let Some(role) = self.acl.role(group, user) {
+            return Ok(Some(role));
+        }
+        let epoch = self.acl.epoch();
+        let role = groups::member_role(&self.reader, group, user).await?;
+        if let Some(role) = role {
+            self.acl.keep_role(epoch, group, user, role);
+        }
+        Ok(role)
     }
 
+    // Each change below clears the cache whether or not it succeeded: a
+    // failed call may still have committed (a lost answer).
+
     async fn add_member(&self, group: GroupId, user: UserId, role: Role) -> StoreResult<()> {
-        groups::add_member(&self.writer, group, user, role).await
+        let added = groups::add_member(&self.writer, group, user, role).await;
+        self.acl.changed();
+        added
     }
 
     async fn remove_member(&self, group: GroupId, user: UserId) -> StoreResult<bool> {
-        groups::remove_member(&self.writer, group, user).await
+        let removed = groups::remove_member(&self.writer, group, user).await;
+        self.acl.changed();
+        removed
     }
 
     async fn set_role(&self, group: GroupId, user: UserId, role: Role) -> StoreResult<bool> {
-        groups::set_role(&self.writer, group, user, role).await
+        let set = groups::set_role(&self.writer, group, user, role).await;
+        self.acl.changed();
+        set
     }
 
     async fn dissolve_group(&self, group: GroupId) -> StoreResult<Vec<UserId>> {
-        groups::dissolve(&self.writer, group).await
+        let dissolved = groups::dissolve(&self.writer, group).await;
+        self.acl.changed();
+        dissolved
     }
 
     async fn groups_of(&self, user: UserId) -> StoreResult<Vec<Group>> {

@@ -8,6 +8,7 @@ backend_tests!(
     a_removed_member_loses_the_group_and_its_conversation,
     a_dissolved_group_is_gone_for_everyone,
     a_late_joiner_sees_only_what_came_after_joining,
+    answers_asked_before_a_change_are_not_kept_after_it,
 );
 
 async fn a_new_group_has_its_creator_and_a_conversation(db: &Fixture) {
@@ -185,4 +186,30 @@ async fn a_late_joiner_sees_only_what_came_after_joining(db: &Fixture) {
         .is_empty());
     let cursors = db.device_cursors(bob, "phone").await.unwrap();
     assert_eq!((cursors[0].cursor, cursors[0].last_seq), (5, 5));
+}
+
+/// The checks every send makes (friends, role, member list), asked once
+/// before each change and again after it: the second answer is the new
+/// one. (The SQLite store keeps these answers in memory.)
+async fn answers_asked_before_a_change_are_not_kept_after_it(db: &Fixture) {
+    let alice = db.new_user("alice").await;
+    let bob = db.new_user("bob").await;
+    db.befriend(alice, bob).await;
+    let group = db.create_group(alice, "climbers").await.unwrap().id;
+    db.add_member(group, bob, Role::Member).await.unwrap();
+    assert!(db.are_friends(alice, bob).await.unwrap());
+    assert_eq!(db.member_role(group, bob).await.unwrap(), Some(Role::Member));
+    assert_eq!(db.group_member_ids(group).await.unwrap().len(), 2);
+
+    assert!(db.set_role(group, bob, Role::Admin).await.unwrap());
+    assert_eq!(db.member_role(group, bob).await.unwrap(), Some(Role::Admin));
+    assert!(db.remove_member(group, bob).await.unwrap());
+    assert_eq!(db.member_role(group, bob).await.unwrap(), None);
+    assert_eq!(db.group_member_ids(group).await.unwrap(), vec![alice]);
+    assert!(db.remove_friend(alice, bob).await.unwrap());
+    assert!(!db.are_friends(alice, bob).await.unwrap());
+
+    db.dissolve_group(group).await.unwrap();
+    assert_eq!(db.member_role(group, alice).await.unwrap(), None);
+    assert!(db.group_member_ids(group).await.unwrap().is_empty());
 }
