@@ -13,7 +13,7 @@ use futures::{FutureExt, StreamExt};
 use im_proto::v1::{Error as WireError, LoginOk, Pong};
 use im_proto::{Accepted, AckWindow, Body, CodecError, ErrorCode, Frame, ReorderBuffer};
 use im_store::{hash_token, now_ms, Appended, UserId};
-use im_transfer::TransferError;
+use im_transfer::{Push, TransferError};
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -158,6 +158,7 @@ impl Link {
 
     async fn run(&mut self, registration: &mut Registration, shutdown: CancellationToken) -> Close {
         let kill = registration.kill.clone();
+        let lag = registration.lag.clone();
         let pushes = &mut registration.pushes;
         // The Login frame is id 1 of the client's sequence.
         let _ = self.reorder.accept(1, Frame::default());
@@ -171,6 +172,11 @@ impl Link {
             let retransmit_at = self.window.next_deadline().map(Instant::from_std);
             let idle_at = self.last_seen + self.ctx.config.idle_timeout;
             let live = self.session.queue.is_empty() && !self.window.is_full();
+            // Pushes were dropped (the queue was full): once everything
+            // queued and sent is through (and the acks have claimed their
+            // receipts), what is still unclaimed in the store is what was
+            // dropped.
+            let caught_up = live && self.window.is_empty() && pushes.is_empty();
             let step = tokio::select! {
                 biased;
                 code = kill.killed() => Err(Close::with(code, kill_message(code))),
@@ -193,6 +199,22 @@ impl Link {
                         Ok(Some(code)) => Err(Close::with(code, kill_message(code))),
                         Err(error) => {
                             tracing::error!(%error, "push failed");
+                            Err(Close::with(ErrorCode::Internal, "internal error"))
+                        }
+                    }
+                }
+                _ = lag.notified(), if caught_up => {
+                    match self.session.on_push(self.ctx.store.as_ref(), Push::Resync).await {
+                        Ok(_) => {
+                            // More may be waiting than one re-read takes:
+                            // read again once this is through.
+                            if !self.session.queue.is_empty() {
+                                lag.notify_one();
+                            }
+                            Ok(())
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "resync failed");
                             Err(Close::with(ErrorCode::Internal, "internal error"))
                         }
                     }

@@ -8,7 +8,7 @@ use dashmap::DashMap;
 use im_proto::ErrorCode;
 use im_store::UserId;
 use im_transfer::{Connectors, Push};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 /// How the registry ends a session: the reason, then the cancellation.
@@ -40,6 +40,7 @@ struct Entry {
     device: String,
     tx: mpsc::Sender<Push>,
     kill: Kill,
+    lag: Arc<Notify>,
 }
 
 /// The live sessions of one connector.
@@ -56,6 +57,9 @@ pub(crate) struct Registration {
     pub(crate) link_id: u64,
     pub(crate) pushes: mpsc::Receiver<Push>,
     pub(crate) kill: Kill,
+    /// Notified when a push was dropped because the queue was full: the
+    /// session re-reads the store once it has caught up.
+    pub(crate) lag: Arc<Notify>,
 }
 
 impl Registry {
@@ -91,6 +95,7 @@ impl Registry {
         let link_id = self.next_link.fetch_add(1, Ordering::Relaxed);
         let (tx, pushes) = mpsc::channel(self.push_queue);
         let kill = Kill::default();
+        let lag = Arc::new(Notify::new());
         let mut entries = self.users.entry(user).or_default();
         if let Some(old) = entries.iter().position(|e| e.device == device) {
             let old = entries.swap_remove(old);
@@ -101,11 +106,13 @@ impl Registry {
             device: device.to_owned(),
             tx,
             kill: kill.clone(),
+            lag: lag.clone(),
         });
         Registration {
             link_id,
             pushes,
             kill,
+            lag,
         }
     }
 
@@ -184,15 +191,20 @@ impl Connectors for Registry {
 fn offer(entry: &Entry, user: UserId, push: Push) {
     match entry.tx.try_send(push) {
         Ok(()) => {}
-        // The device cannot keep up: cut it off rather than grow memory or
-        // stall the router. What it missed comes with its next catch-up.
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            // Said once per link, not once per push it misses.
+        // A revoked token must not stay logged in, so a device too far
+        // behind to be told is cut off.
+        Err(mpsc::error::TrySendError::Full(Push::Revoke { .. })) => {
             if !entry.kill.token.is_cancelled() {
                 tracing::warn!(user, device = %entry.device, "slow consumer, closing link");
             }
             entry.kill.kill(ErrorCode::SlowConsumer);
         }
+        // The queue is full, typically of receipts (a message to a big
+        // group answers its sender with one DELIVERED per member). Memory
+        // stays bounded and the router does not wait: the push is dropped
+        // and the session re-reads the store once it has caught up.
+        // Messages and receipts are stored; events are live-only anyway.
+        Err(mpsc::error::TrySendError::Full(_)) => entry.lag.notify_one(),
         Err(mpsc::error::TrySendError::Closed(_)) => {}
     }
 }
@@ -223,7 +235,22 @@ mod tests {
     }
 
     #[test]
-    fn a_full_push_queue_cuts_the_slow_device_off() {
+    fn a_full_push_queue_drops_the_push_and_flags_the_session() {
+        let registry = Registry::new("c1", 1);
+        let mut session = registry.register(1, "phone");
+        registry.push("c1", 1, "phone", Push::Resync);
+        registry.push("c1", 1, "phone", Push::Resync);
+        assert!(!session.kill.token.is_cancelled());
+        assert!(matches!(session.pushes.try_recv(), Ok(Push::Resync)));
+        assert!(session.pushes.try_recv().is_err(), "the second was dropped");
+        // The permit is kept until the session waits for it.
+        let flagged = session.lag.notified();
+        futures::pin_mut!(flagged);
+        assert!(flagged.enable(), "the session is told it lagged");
+    }
+
+    #[test]
+    fn a_revoke_that_does_not_fit_cuts_the_device_off() {
         let registry = Registry::new("c1", 1);
         let session = registry.register(1, "phone");
         let push = || Push::Revoke {

@@ -112,6 +112,11 @@ pub struct Config {
     /// Retransmissions of a frame before its link is closed.
     #[arg(long, env = "IM_MAX_RETRIES", default_value_t = 5)]
     pub max_retries: u32,
+    /// Pushes queued per link before further ones are dropped and re-read
+    /// from the store once the link has caught up.
+    #[arg(long, env = "IM_PUSH_QUEUE", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub push_queue: u32,
     /// Largest file upload in bytes.
     #[arg(long, env = "IM_MAX_UPLOAD_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_upload_bytes: usize,
@@ -193,6 +198,7 @@ impl Config {
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             heartbeat_interval: Duration::from_secs(self.heartbeat_secs),
             status_refresh: Duration::from_secs(self.status_lease_secs) / 3,
+            push_queue: self.push_queue as usize,
             ..ConnectorConfig::default()
         };
         c.ack.timeout = Duration::from_millis(self.ack_timeout_ms);

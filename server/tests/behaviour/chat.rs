@@ -290,6 +290,50 @@ async fn group_chat_across_five_members_keeps_one_order_everywhere() {
     assert_eq!(page.messages.len(), 5);
 }
 
+/// A push queue of 2 and a group of 6: each message answers its sender
+/// with 5 DELIVERED receipts at once, so most do not fit. The sender's
+/// link is not cut off: the dropped receipts are re-read from the store
+/// once it has caught up, and every one arrives.
+#[tokio::test]
+async fn receipts_that_overflow_the_push_queue_still_arrive() {
+    let h = Harness::start_with(|c| c.push_queue = 2).await;
+    let mut users = Vec::new();
+    for name in ["ann", "ben", "cat", "dan", "eve", "fay"] {
+        users.push(h.user(name).await);
+    }
+    let others: Vec<&TestUser> = users[1..].iter().collect();
+    let group = h.group(&users[0], &others).await;
+    let mut links = Vec::new();
+    for u in &users {
+        links.push(online(&h, u, "phone").await);
+    }
+    const SENT: usize = 8;
+    let mut own = Vec::new();
+    for i in 0..SENT {
+        let sent = links[0]
+            .0
+            .send_text(Target::Group(group), format!("m{i}"))
+            .await;
+        own.push(sent.unwrap().msg_id);
+    }
+    for (_, events) in links[1..].iter_mut() {
+        assert_eq!(messages(events, SENT).await.len(), SENT);
+    }
+    let mut delivered = std::collections::HashSet::new();
+    while delivered.len() < SENT * others.len() {
+        until(&mut links[0].1, |e| match e {
+            Event::Receipt(r) if r.kind == ReceiptKind::Delivered as i32 => {
+                delivered.insert((r.msg_id, r.by_user));
+                Some(())
+            }
+            Event::Closed { .. } => panic!("the sender was cut off: {e:?}"),
+            _ => None,
+        })
+        .await;
+    }
+    assert!(delivered.iter().all(|(msg, _)| own.contains(msg)));
+}
+
 #[tokio::test]
 async fn a_resend_with_the_same_client_id_is_stored_and_delivered_once() {
     let (h, alice, bob) = alice_and_bob().await;
