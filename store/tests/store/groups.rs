@@ -198,7 +198,10 @@ async fn answers_asked_before_a_change_are_not_kept_after_it(db: &Fixture) {
     let group = db.create_group(alice, "climbers").await.unwrap().id;
     db.add_member(group, bob, Role::Member).await.unwrap();
     assert!(db.are_friends(alice, bob).await.unwrap());
-    assert_eq!(db.member_role(group, bob).await.unwrap(), Some(Role::Member));
+    assert_eq!(
+        db.member_role(group, bob).await.unwrap(),
+        Some(Role::Member)
+    );
     assert_eq!(db.group_member_ids(group).await.unwrap().len(), 2);
 
     assert!(db.set_role(group, bob, Role::Admin).await.unwrap());
