@@ -117,7 +117,8 @@ enum Command {
 pub struct Session {
     commands: mpsc::Sender<Command>,
     shutdown: CancellationToken,
-    finished: watch::Receiver<bool>,
+    /// Why the session ended, once it has.
+    finished: watch::Receiver<Option<String>>,
     user_id: u64,
 }
 
@@ -168,7 +169,7 @@ impl Session {
         let (commands_tx, commands) = mpsc::channel(64);
         let (events_tx, events) = mpsc::channel(options.event_buffer.max(1));
         let shutdown = CancellationToken::new();
-        let (finished_tx, finished) = watch::channel(false);
+        let (finished_tx, finished) = watch::channel(None);
         let task = SessionTask {
             addr,
             token,
@@ -180,8 +181,8 @@ impl Session {
             waiting: VecDeque::new(),
         };
         tokio::spawn(async move {
-            task.run(link, link_events).await;
-            let _ = finished_tx.send(true);
+            let why = task.run(link, link_events).await;
+            let _ = finished_tx.send(Some(why));
         });
         let session = Session {
             commands: commands_tx,
@@ -208,8 +209,8 @@ impl Session {
         self.commands
             .send(Command::Send(message, reply))
             .await
-            .map_err(|_| ended())?;
-        answer.await.map_err(|_| ended())?
+            .map_err(|_| self.ended())?;
+        answer.await.map_err(|_| self.ended())?
     }
 
     /// Sends a text message (see [`Session::send`]).
@@ -236,15 +237,15 @@ impl Session {
         self.commands
             .send(Command::MarkRead(conversation_id.into(), seq, reply))
             .await
-            .map_err(|_| ended())?;
-        answer.await.map_err(|_| ended())?
+            .map_err(|_| self.ended())?;
+        answer.await.map_err(|_| self.ended())?
     }
 
     /// Closes the current link gracefully and ends the session.
     pub async fn close(&self) {
         self.shutdown.cancel();
         let mut finished = self.finished.clone();
-        let _ = finished.wait_for(|done| *done).await;
+        let _ = finished.wait_for(|why| why.is_some()).await;
     }
 }
 
@@ -261,8 +262,12 @@ async fn answered(
     (id, answer.await)
 }
 
-fn ended() -> ClientError {
-    ClientError::Closed("the session has ended".into())
+impl Session {
+    /// The error of a call made after the session ended, with the reason.
+    fn ended(&self) -> ClientError {
+        let why = self.finished.borrow().clone();
+        ClientError::Closed(why.unwrap_or_else(|| "the session has ended".into()))
+    }
 }
 
 struct SessionTask {
@@ -286,7 +291,8 @@ enum Ended {
 }
 
 impl SessionTask {
-    async fn run(mut self, mut link: Link, mut link_events: mpsc::Receiver<Event>) {
+    /// Returns why the session ended.
+    async fn run(mut self, mut link: Link, mut link_events: mpsc::Receiver<Event>) -> String {
         loop {
             let ended = self.serve(&link, &mut link_events).await;
             link.close().await;
@@ -337,13 +343,22 @@ impl SessionTask {
         let _ = self.events.send(SessionEvent::Link(event)).await;
     }
 
-    async fn finish(mut self, last: Event) {
+    async fn finish(mut self, last: Event) -> String {
+        // Sends still waiting are told why, which a caller cannot learn
+        // otherwise if it does not read the events.
+        let why = match &last {
+            Event::Closed { code, message } => {
+                format!("the session has ended ({code:?}: {message})")
+            }
+            _ => "the session has ended".to_owned(),
+        };
         for (_, reply) in self.waiting.drain(..) {
             if let Some(reply) = reply {
-                let _ = reply.send(Err(ended()));
+                let _ = reply.send(Err(ClientError::Closed(why.clone())));
             }
         }
         let _ = self.events.send(SessionEvent::Link(last)).await;
+        why
     }
 
     /// Runs one connection: resends what waits for SENT, then relays
