@@ -64,6 +64,8 @@ pub(crate) async fn serve(
     ctx: Arc<Connector>,
     shutdown: CancellationToken,
 ) {
+    // Numbered on arrival, before the login that may be held up.
+    let link_id = ctx.registry.next_link_id();
     let (user, device, token_hash) = match login(&mut conn, &ctx).await {
         Ok(who) => who,
         Err(close) => {
@@ -75,7 +77,7 @@ pub(crate) async fn serve(
         connector = %ctx.registry.connector_id());
     async move {
         tracing::info!("logged in");
-        let registration = ctx.registry.register(user, &device);
+        let registration = ctx.registry.register(user, &device, link_id);
         let mut link = Link::new(conn, ctx.clone(), Session::new(user, device, token_hash));
         let mut registration = registration;
         let close = link.run(&mut registration, shutdown).await;
@@ -160,6 +162,11 @@ impl Link {
         let kill = registration.kill.clone();
         let lag = registration.lag.clone();
         let pushes = &mut registration.pushes;
+        // A login that lost to a newer one of its device (`Registry::register`)
+        // ends here, before it marks the device online.
+        if let Some(code) = kill.killed().now_or_never() {
+            return Close::with(code, kill_message(code));
+        }
         // The Login frame is id 1 of the client's sequence.
         let _ = self.reorder.accept(1, Frame::default());
         if let Err(close) = self.start().await {

@@ -89,15 +89,35 @@ impl Registry {
         self.len() == 0
     }
 
-    /// Registers a session for `device` of `user`. An older session of the
-    /// same device is closed: the device has reconnected.
-    pub(crate) fn register(&self, user: UserId, device: &str) -> Registration {
-        let link_id = self.next_link.fetch_add(1, Ordering::Relaxed);
+    /// The id of a link just accepted: ids grow in the order links arrive.
+    pub(crate) fn next_link_id(&self) -> u64 {
+        self.next_link.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers the session of link `link_id` (from [`next_link_id`] when
+    /// it was accepted) for `device` of `user`. Of two sessions of one
+    /// device, the link that arrived last wins and the other is closed with
+    /// `CONFLICT`: the device has reconnected. Arrival, not login, decides:
+    /// a login held up (its token check waiting for the database) may
+    /// finish after the device gave up on it and logged in again, and must
+    /// not then close the link the device is using.
+    ///
+    /// [`next_link_id`]: Registry::next_link_id
+    pub(crate) fn register(&self, user: UserId, device: &str, link_id: u64) -> Registration {
         let (tx, pushes) = mpsc::channel(self.push_queue);
         let kill = Kill::default();
         let lag = Arc::new(Notify::new());
         let mut entries = self.users.entry(user).or_default();
         if let Some(old) = entries.iter().position(|e| e.device == device) {
+            if entries[old].link_id > link_id {
+                kill.kill(ErrorCode::Conflict);
+                return Registration {
+                    link_id,
+                    pushes,
+                    kill,
+                    lag,
+                };
+            }
             let old = entries.swap_remove(old);
             old.kill.kill(ErrorCode::Conflict);
         }
@@ -216,9 +236,9 @@ mod tests {
     #[test]
     fn a_reconnecting_device_replaces_its_old_session() {
         let registry = Registry::new("c1", 4);
-        let old = registry.register(1, "phone");
-        let _laptop = registry.register(1, "laptop");
-        let new = registry.register(1, "phone");
+        let old = registry.register(1, "phone", registry.next_link_id());
+        let _laptop = registry.register(1, "laptop", registry.next_link_id());
+        let new = registry.register(1, "phone", registry.next_link_id());
         assert!(old.kill.token.is_cancelled(), "old link is told to close");
         let mut devices = registry.devices();
         devices.sort();
@@ -235,9 +255,24 @@ mod tests {
     }
 
     #[test]
+    fn a_login_that_finishes_after_a_newer_one_of_its_device_loses() {
+        let registry = Registry::new("c1", 4);
+        let (held_up, newer) = (registry.next_link_id(), registry.next_link_id());
+        let current = registry.register(1, "phone", newer);
+        let stale = registry.register(1, "phone", held_up);
+        assert!(
+            stale.kill.token.is_cancelled(),
+            "the stale login is refused"
+        );
+        assert!(!current.kill.token.is_cancelled(), "the link in use stays");
+        assert!(!registry.deregister(1, stale.link_id));
+        assert!(registry.deregister(1, current.link_id));
+    }
+
+    #[test]
     fn a_full_push_queue_drops_the_push_and_flags_the_session() {
         let registry = Registry::new("c1", 1);
-        let mut session = registry.register(1, "phone");
+        let mut session = registry.register(1, "phone", registry.next_link_id());
         registry.push("c1", 1, "phone", Push::Resync);
         registry.push("c1", 1, "phone", Push::Resync);
         assert!(!session.kill.token.is_cancelled());
@@ -252,7 +287,7 @@ mod tests {
     #[test]
     fn a_revoke_that_does_not_fit_cuts_the_device_off() {
         let registry = Registry::new("c1", 1);
-        let session = registry.register(1, "phone");
+        let session = registry.register(1, "phone", registry.next_link_id());
         let push = || Push::Revoke {
             token_hash: "x".into(),
         };
