@@ -1,6 +1,6 @@
 //! The hot writes of the single node, merged into one transaction per
-//! wakeup: the message log's appends and every link's acks (cursors,
-//! DELIVERED receipts, claimed offline rows) queue here, and one task runs
+//! wakeup: the message log's appends, every link's acks (cursors,
+//! DELIVERED receipts, claimed offline rows) and read marks queue here, and one task runs
 //! everything waiting in one transaction.
 //!
 //! Each ack used to be a transaction of its own on the one writer
@@ -37,6 +37,11 @@ enum Op {
         user: UserId,
         keys: Vec<OfflineKey>,
     },
+    Read {
+        user: UserId,
+        conversation: String,
+        seq: u64,
+    },
 }
 
 /// What an [`Op`] returns.
@@ -44,6 +49,8 @@ enum Done {
     Appended(Vec<Appended>),
     Receipts(Vec<ReceiptRecord>),
     Claimed(Vec<OfflineKey>),
+    /// A read mark by a non-member: refused before it wrote anything.
+    Forbidden,
 }
 
 type Request = (Op, oneshot::Sender<StoreResult<Done>>);
@@ -100,6 +107,24 @@ impl Batcher {
     ) -> StoreResult<Vec<OfflineKey>> {
         match self.run(Op::Claim { user, keys }).await? {
             Done::Claimed(claimed) => Ok(claimed),
+            _ => Err(mismatch()),
+        }
+    }
+
+    pub(super) async fn read(
+        &self,
+        user: UserId,
+        conversation: String,
+        seq: u64,
+    ) -> StoreResult<Vec<ReceiptRecord>> {
+        let op = Op::Read {
+            user,
+            conversation,
+            seq,
+        };
+        match self.run(op).await? {
+            Done::Receipts(receipts) => Ok(receipts),
+            Done::Forbidden => Err(StoreError::Forbidden),
             _ => Err(mismatch()),
         }
     }
@@ -179,10 +204,12 @@ fn write_batch(conn: &mut Connection, mut requests: Vec<Request>) {
 }
 
 /// Runs `ops` in one transaction. It syncs the WAL if any op stores
-/// messages (a SENT promises they survive a power cut); acks alone are
-/// lazy writes (see `begin_lazy_write`).
+/// messages (a SENT promises they survive a power cut) or is a user's read
+/// mark; acks alone are lazy writes (see `begin_lazy_write`).
 fn together(conn: &mut Connection, ops: &[&Op]) -> StoreResult<Vec<Done>> {
-    let durable = ops.iter().any(|op| matches!(op, Op::Append(_)));
+    let durable = ops
+        .iter()
+        .any(|op| matches!(op, Op::Append(_) | Op::Read { .. }));
     conn.execute_batch(if durable {
         "PRAGMA synchronous = FULL"
     } else {
@@ -199,6 +226,16 @@ fn together(conn: &mut Connection, ops: &[&Op]) -> StoreResult<Vec<Done>> {
                 messages,
             } => Done::Receipts(hot::mark_delivered(&tx, *user, device, messages)?),
             Op::Claim { user, keys } => Done::Claimed(hot::claim_keys(&tx, *user, keys)?),
+            Op::Read {
+                user,
+                conversation,
+                seq,
+            } => match hot::mark_read(&tx, *user, conversation, *seq) {
+                Ok(receipts) => Done::Receipts(receipts),
+                // Refused before any write: the rest of the batch goes on.
+                Err(StoreError::Forbidden) => Done::Forbidden,
+                Err(error) => return Err(error),
+            },
         });
     }
     tx.commit()?;

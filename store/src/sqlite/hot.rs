@@ -1,5 +1,6 @@
-//! The single node's hot writes on `rusqlite`: appending messages, and the
-//! acks of devices (cursors, DELIVERED receipts, claimed offline rows).
+//! The single node's hot writes on `rusqlite`: appending messages, the
+//! acks of devices (cursors, DELIVERED receipts, claimed offline rows) and
+//! read marks (READ receipts).
 //!
 //! Why not sqlx here: sqlx-sqlite runs each statement on its worker thread
 //! and hands it over through a channel, so every statement costs two thread
@@ -16,7 +17,7 @@ use crate::types::{
     conversation_of, now_ms, Appended, DeliveredMessage, FileRef, NewMessage, OfflineKey,
     ReceiptKind, ReceiptRecord, StoredMessage, Target, UserId,
 };
-use crate::StoreResult;
+use crate::{StoreError, StoreResult};
 
 /// `offline.receipt_kind` of a row holding the message itself.
 const MESSAGE_ROW: i64 = 0;
@@ -159,6 +160,24 @@ struct Receipted {
     client_msg_id: String,
 }
 
+/// The columns [`receipted`] reads, in its order (a macro, so the
+/// statements are whole literals and the hot path formats nothing).
+macro_rules! receipted_columns {
+    () => {
+        "msg_id, conversation_id, seq, from_user, client_msg_id"
+    };
+}
+
+fn receipted(row: &Row) -> rusqlite::Result<Receipted> {
+    Ok(Receipted {
+        msg_id: row.get(0)?,
+        conversation_id: row.get(1)?,
+        seq: row.get(2)?,
+        from_user: row.get(3)?,
+        client_msg_id: row.get(4)?,
+    })
+}
+
 /// A device of `user` acknowledged `messages`: its cursors move forward,
 /// the first device's ack takes the message's offline row, and the sender
 /// is owed one DELIVERED receipt per recipient.
@@ -175,19 +194,12 @@ pub(super) fn mark_delivered(
         // The stored message, not the ack's copy of its fields, says where it
         // belongs and who sent it. An unknown id acknowledges nothing.
         let Some(message) = tx
-            .prepare_cached(
-                "SELECT msg_id, conversation_id, seq, from_user, client_msg_id \
-                 FROM messages WHERE msg_id = ?",
-            )?
-            .query_row([sql_int(acked.msg_id)], |row| {
-                Ok(Receipted {
-                    msg_id: row.get(0)?,
-                    conversation_id: row.get(1)?,
-                    seq: row.get(2)?,
-                    from_user: row.get(3)?,
-                    client_msg_id: row.get(4)?,
-                })
-            })
+            .prepare_cached(concat!(
+                "SELECT ",
+                receipted_columns!(),
+                " FROM messages WHERE msg_id = ?"
+            ))?
+            .query_row([sql_int(acked.msg_id)], receipted)
             .optional()?
         else {
             continue;
@@ -213,22 +225,75 @@ pub(super) fn mark_delivered(
              WHERE user_id = ? AND msg_id = ? AND receipt_kind = 0 AND has_read = 0",
         )?
         .execute(params![user_id, message.msg_id])?;
-        receipts.extend(delivered_receipt(tx, message, user, at_ms)?);
+        let receipt = store_receipt(tx, ReceiptKind::Delivered, message, user, at_ms)?;
+        receipts.extend(receipt);
     }
     Ok(receipts)
 }
 
-/// Stores `by_user`'s DELIVERED receipt for `message` and an unread offline
-/// row carrying it to the sender, unless that receipt exists already: each
-/// message gets at most one per recipient, however many devices ack it.
-/// (READ receipts, rarer, are stored through sqlx in `receipts`.)
-fn delivered_receipt(
+/// `user` read `conversation` up to `seq`. The cursor stops at the
+/// conversation's last seq: a cursor ahead of it would swallow the READ
+/// receipts of messages not yet sent. `Forbidden` for a non-member comes
+/// before any write, so the caller's transaction can go on without it.
+pub(super) fn mark_read(
     tx: &Transaction,
+    user: UserId,
+    conversation: &str,
+    seq: u64,
+) -> StoreResult<Vec<ReceiptRecord>> {
+    let at_ms = now_ms();
+    let user_id = sql_int(user);
+    let (start_seq, read_seq, last_seq): (i64, i64, i64) = tx
+        .prepare_cached(
+            "SELECT m.start_seq, m.read_seq, c.last_seq \
+             FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id \
+             WHERE m.conversation_id = ? AND m.user_id = ?",
+        )?
+        .query_row(params![conversation, user_id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()?
+        .ok_or(StoreError::Forbidden)?;
+    // Messages from before the user joined were never theirs to read.
+    let read_from = read_seq.max(start_seq);
+    let read_to = sql_int(seq).min(last_seq);
+    if read_to <= read_from {
+        return Ok(Vec::new());
+    }
+    tx.prepare_cached(
+        "UPDATE conversation_members SET read_seq = ? WHERE conversation_id = ? AND user_id = ?",
+    )?
+    .execute(params![read_to, conversation, user_id])?;
+    let covered: Vec<Receipted> = tx
+        .prepare_cached(concat!(
+            "SELECT ",
+            receipted_columns!(),
+            " FROM messages \
+             WHERE conversation_id = ? AND seq > ? AND seq <= ? AND from_user <> ? ORDER BY seq"
+        ))?
+        .query_map(
+            params![conversation, read_from, read_to, user_id],
+            receipted,
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut receipts = Vec::new();
+    for message in covered {
+        receipts.extend(store_receipt(tx, ReceiptKind::Read, message, user, at_ms)?);
+    }
+    Ok(receipts)
+}
+
+/// Stores `by_user`'s receipt of `kind` for `message` and an unread offline
+/// row carrying it to the sender, unless that receipt exists already: each
+/// message gets at most one of each kind per recipient, however many devices
+/// or read marks report it.
+fn store_receipt(
+    tx: &Transaction,
+    kind: ReceiptKind,
     message: Receipted,
     by_user: UserId,
     at_ms: u64,
 ) -> StoreResult<Option<ReceiptRecord>> {
-    let kind = ReceiptKind::Delivered;
     let inserted = tx
         .prepare_cached(
             "INSERT OR IGNORE INTO receipts (msg_id, by_user, kind, at_ms) VALUES (?, ?, ?, ?)",

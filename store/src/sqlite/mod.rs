@@ -18,7 +18,6 @@ mod groups;
 mod hot;
 mod messages;
 mod offline;
-mod receipts;
 mod rows;
 
 use std::path::Path;
@@ -371,6 +370,6 @@ impl Store for SqliteStore {
         conversation: &str,
         seq: u64,
     ) -> StoreResult<Vec<ReceiptRecord>> {
-        receipts::mark_read(&self.writer, user, conversation, seq).await
+        self.batch.read(user, conversation.to_owned(), seq).await
     }
 }

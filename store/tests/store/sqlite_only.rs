@@ -62,3 +62,21 @@ async fn a_failing_write_fails_only_its_own_caller() {
     assert_eq!(seqs, (1..=19).collect::<Vec<u64>>());
     store.close().await;
 }
+
+/// A read mark by a non-member shares the writer's queue with appends: it
+/// is refused, and the append beside it is stored.
+#[tokio::test]
+async fn a_refused_read_mark_leaves_its_batch_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("im.db")).await.unwrap();
+    let alice = store.create_user("alice", "hash").await.unwrap().id;
+    let bob = store.create_user("bob", "hash").await.unwrap().id;
+    let target = im_store::Target::User(bob);
+    let (first, reader) = (store.clone(), store.clone());
+    let message = crate::text(alice, target, "m0", &[bob]);
+    let append = tokio::spawn(async move { first.append_messages(&[message]).await });
+    let read = tokio::spawn(async move { reader.mark_read(bob, "g42", 1).await });
+    assert!(matches!(read.await.unwrap(), Err(im_store::StoreError::Forbidden)));
+    assert_eq!(append.await.unwrap().unwrap()[0].message.seq, 1);
+    store.close().await;
+}
