@@ -76,7 +76,10 @@ async fn a_refused_read_mark_leaves_its_batch_alone() {
     let message = crate::text(alice, target, "m0", &[bob]);
     let append = tokio::spawn(async move { first.append_messages(&[message]).await });
     let read = tokio::spawn(async move { reader.mark_read(bob, "g42", 1).await });
-    assert!(matches!(read.await.unwrap(), Err(im_store::StoreError::Forbidden)));
+    assert!(matches!(
+        read.await.unwrap(),
+        Err(im_store::StoreError::Forbidden)
+    ));
     assert_eq!(append.await.unwrap().unwrap()[0].message.seq, 1);
     store.close().await;
 }
