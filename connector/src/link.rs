@@ -77,9 +77,13 @@ pub(crate) async fn serve(
         connector = %ctx.registry.connector_id());
     async move {
         tracing::info!("logged in");
-        let registration = ctx.registry.register(user, &device, link_id);
+        // A newer link of this device arrived while this login was held up.
+        let Some(mut registration) = ctx.registry.register(user, &device, link_id) else {
+            let code = ErrorCode::Conflict;
+            send_fatal(&mut conn, Close::with(code, kill_message(code))).await;
+            return;
+        };
         let mut link = Link::new(conn, ctx.clone(), Session::new(user, device, token_hash));
-        let mut registration = registration;
         let close = link.run(&mut registration, shutdown).await;
         link.finish(close, registration).await;
     }
@@ -162,11 +166,6 @@ impl Link {
         let kill = registration.kill.clone();
         let lag = registration.lag.clone();
         let pushes = &mut registration.pushes;
-        // A login that lost to a newer one of its device (`Registry::register`)
-        // ends here, before it marks the device online.
-        if let Some(code) = kill.killed().now_or_never() {
-            return Close::with(code, kill_message(code));
-        }
         // The Login frame is id 1 of the client's sequence.
         let _ = self.reorder.accept(1, Frame::default());
         if let Err(close) = self.start().await {

@@ -100,27 +100,27 @@ impl Registry {
     /// `CONFLICT`: the device has reconnected. Arrival, not login, decides:
     /// a login held up (its token check waiting for the database) may
     /// finish after the device gave up on it and logged in again, and must
-    /// not then close the link the device is using.
+    /// not then close the link the device is using. `None` for such a
+    /// stale login: nothing is registered.
     ///
     /// [`next_link_id`]: Registry::next_link_id
-    pub(crate) fn register(&self, user: UserId, device: &str, link_id: u64) -> Registration {
-        let (tx, pushes) = mpsc::channel(self.push_queue);
-        let kill = Kill::default();
-        let lag = Arc::new(Notify::new());
+    pub(crate) fn register(
+        &self,
+        user: UserId,
+        device: &str,
+        link_id: u64,
+    ) -> Option<Registration> {
         let mut entries = self.users.entry(user).or_default();
         if let Some(old) = entries.iter().position(|e| e.device == device) {
             if entries[old].link_id > link_id {
-                kill.kill(ErrorCode::Conflict);
-                return Registration {
-                    link_id,
-                    pushes,
-                    kill,
-                    lag,
-                };
+                return None;
             }
             let old = entries.swap_remove(old);
             old.kill.kill(ErrorCode::Conflict);
         }
+        let (tx, pushes) = mpsc::channel(self.push_queue);
+        let kill = Kill::default();
+        let lag = Arc::new(Notify::new());
         entries.push(Entry {
             link_id,
             device: device.to_owned(),
@@ -128,12 +128,12 @@ impl Registry {
             kill: kill.clone(),
             lag: lag.clone(),
         });
-        Registration {
+        Some(Registration {
             link_id,
             pushes,
             kill,
             lag,
-        }
+        })
     }
 
     /// Removes a session if it is still the registered one. Returns true if
@@ -236,9 +236,14 @@ mod tests {
     #[test]
     fn a_reconnecting_device_replaces_its_old_session() {
         let registry = Registry::new("c1", 4);
-        let old = registry.register(1, "phone", registry.next_link_id());
-        let _laptop = registry.register(1, "laptop", registry.next_link_id());
-        let new = registry.register(1, "phone", registry.next_link_id());
+        let register = |device| {
+            registry
+                .register(1, device, registry.next_link_id())
+                .unwrap()
+        };
+        let old = register("phone");
+        let _laptop = register("laptop");
+        let new = register("phone");
         assert!(old.kill.token.is_cancelled(), "old link is told to close");
         let mut devices = registry.devices();
         devices.sort();
@@ -258,21 +263,22 @@ mod tests {
     fn a_login_that_finishes_after_a_newer_one_of_its_device_loses() {
         let registry = Registry::new("c1", 4);
         let (held_up, newer) = (registry.next_link_id(), registry.next_link_id());
-        let current = registry.register(1, "phone", newer);
-        let stale = registry.register(1, "phone", held_up);
+        let current = registry.register(1, "phone", newer).unwrap();
         assert!(
-            stale.kill.token.is_cancelled(),
+            registry.register(1, "phone", held_up).is_none(),
             "the stale login is refused"
         );
         assert!(!current.kill.token.is_cancelled(), "the link in use stays");
-        assert!(!registry.deregister(1, stale.link_id));
+        assert!(!registry.deregister(1, held_up));
         assert!(registry.deregister(1, current.link_id));
     }
 
     #[test]
     fn a_full_push_queue_drops_the_push_and_flags_the_session() {
         let registry = Registry::new("c1", 1);
-        let mut session = registry.register(1, "phone", registry.next_link_id());
+        let mut session = registry
+            .register(1, "phone", registry.next_link_id())
+            .unwrap();
         registry.push("c1", 1, "phone", Push::Resync);
         registry.push("c1", 1, "phone", Push::Resync);
         assert!(!session.kill.token.is_cancelled());
@@ -287,7 +293,9 @@ mod tests {
     #[test]
     fn a_revoke_that_does_not_fit_cuts_the_device_off() {
         let registry = Registry::new("c1", 1);
-        let session = registry.register(1, "phone", registry.next_link_id());
+        let session = registry
+            .register(1, "phone", registry.next_link_id())
+            .unwrap();
         let push = || Push::Revoke {
             token_hash: "x".into(),
         };
