@@ -7,6 +7,7 @@
 
 mod config;
 mod link;
+mod mailbox;
 mod registry;
 mod server;
 mod session;

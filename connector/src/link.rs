@@ -18,6 +18,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::mailbox::Event;
 use crate::registry::Registration;
 use crate::session::{self, Delivery, Session};
 use crate::transport::Conn;
@@ -85,7 +86,7 @@ pub(crate) async fn serve(
         };
         let mut link = Link::new(conn, ctx.clone(), Session::new(user, device, token_hash));
         let close = link.run(&mut registration, shutdown).await;
-        link.finish(close, registration).await;
+        Box::pin(link.finish(close, registration)).await;
     }
     .instrument(span)
     .await
@@ -163,12 +164,10 @@ impl Link {
     }
 
     async fn run(&mut self, registration: &mut Registration, shutdown: CancellationToken) -> Close {
-        let kill = registration.kill.clone();
-        let lag = registration.lag.clone();
-        let pushes = &mut registration.pushes;
+        let mailbox = registration.mailbox.clone();
         // The Login frame is id 1 of the client's sequence.
         let _ = self.reorder.accept(1, Frame::default());
-        if let Err(close) = self.start().await {
+        if let Err(close) = Box::pin(self.start()).await {
             return close;
         }
         loop {
@@ -177,59 +176,76 @@ impl Link {
             }
             let retransmit_at = self.window.next_deadline().map(Instant::from_std);
             let idle_at = self.last_seen + self.ctx.config.idle_timeout;
+            // One timer for both: a retransmission due first, or else the
+            // idle timeout.
+            let retransmit_due = retransmit_at.filter(|at| *at <= idle_at);
+            let wake_at = retransmit_due.unwrap_or(idle_at);
             let live = self.session.queue.is_empty() && !self.window.is_full();
             // Pushes were dropped (the queue was full): once everything
             // queued and sent is through (and the acks have claimed their
             // receipts), what is still unclaimed in the store is what was
             // dropped.
-            let caught_up = live && self.window.is_empty() && pushes.is_empty();
+            let caught_up = live && self.window.is_empty() && mailbox.is_empty();
+            // Kills come with pushes, before the client's frames: a client
+            // that never stops sending cannot hold off its own kill.
+            //
+            // The handlers are boxed. A task keeps room for the largest
+            // state its future can be in, and an idle link waits here for
+            // hours: unboxed, the rare large states (a frame being
+            // processed, a resync) made every link's task 3 KiB. Boxed, they
+            // cost one short-lived allocation per event instead.
             let step = tokio::select! {
                 biased;
-                code = kill.killed() => Err(Close::with(code, kill_message(code))),
                 _ = shutdown.cancelled() => {
-                    self.drain_sends().await;
+                    Box::pin(self.drain_sends()).await;
                     Err(Close::with(ErrorCode::ShuttingDown, "server is shutting down"))
                 }
                 Some(done) = self.pending.next(), if !self.pending.is_empty() => {
                     self.answer_send(done);
                     Ok(())
                 }
+                event = mailbox.next(live, caught_up) => match event {
+                    Event::Killed(code) => Err(Close::with(code, kill_message(code))),
+                    Event::Push(push) => {
+                        let store = self.ctx.store.as_ref();
+                        match Box::pin(self.session.on_push(store, push)).await {
+                            Ok(None) => Ok(()),
+                            Ok(Some(code)) => Err(Close::with(code, kill_message(code))),
+                            Err(error) => {
+                                tracing::error!(%error, "push failed");
+                                Err(Close::with(ErrorCode::Internal, "internal error"))
+                            }
+                        }
+                    }
+                    Event::Lagged => {
+                        let store = self.ctx.store.as_ref();
+                        match Box::pin(self.session.on_push(store, Push::Resync)).await {
+                            Ok(_) => {
+                                // More may be waiting than one re-read takes:
+                                // read again once this is through.
+                                if !self.session.queue.is_empty() {
+                                    mailbox.lag();
+                                }
+                                Ok(())
+                            }
+                            Err(error) => {
+                                tracing::error!(%error, "resync failed");
+                                Err(Close::with(ErrorCode::Internal, "internal error"))
+                            }
+                        }
+                    }
+                },
                 frame = self.conn.next() => match frame {
                     None => Err(Close::quiet()),
                     Some(Err(e)) => Err(Close::codec(e)),
-                    Some(Ok(frame)) => self.on_frame(frame).await,
+                    Some(Ok(frame)) => Box::pin(self.on_frame(frame)).await,
                 },
-                Some(push) = pushes.recv(), if live => {
-                    match self.session.on_push(self.ctx.store.as_ref(), push).await {
-                        Ok(None) => Ok(()),
-                        Ok(Some(code)) => Err(Close::with(code, kill_message(code))),
-                        Err(error) => {
-                            tracing::error!(%error, "push failed");
-                            Err(Close::with(ErrorCode::Internal, "internal error"))
-                        }
+                _ = sleep_until(wake_at) => {
+                    if retransmit_due.is_some() {
+                        Box::pin(self.retransmit()).await
+                    } else {
+                        Err(Close::with(ErrorCode::IdleTimeout, "nothing received for too long"))
                     }
-                }
-                _ = lag.notified(), if caught_up => {
-                    match self.session.on_push(self.ctx.store.as_ref(), Push::Resync).await {
-                        Ok(_) => {
-                            // More may be waiting than one re-read takes:
-                            // read again once this is through.
-                            if !self.session.queue.is_empty() {
-                                lag.notify_one();
-                            }
-                            Ok(())
-                        }
-                        Err(error) => {
-                            tracing::error!(%error, "resync failed");
-                            Err(Close::with(ErrorCode::Internal, "internal error"))
-                        }
-                    }
-                }
-                _ = sleep_until(retransmit_at.unwrap_or(idle_at)), if retransmit_at.is_some() => {
-                    self.retransmit().await
-                }
-                _ = sleep_until(idle_at) => {
-                    Err(Close::with(ErrorCode::IdleTimeout, "nothing received for too long"))
                 }
             };
             if let Err(close) = step {
@@ -295,6 +311,10 @@ impl Link {
                 .expect("window has room");
             self.conn.feed(frame).await.map_err(Close::codec)?;
         }
+        // Emptied queues give their memory back: frames are a few hundred
+        // bytes each, and most links are idle most of the time.
+        release_if_empty(&mut self.responses);
+        release_if_empty(&mut self.session.queue);
         self.flush().await
     }
 
@@ -477,7 +497,7 @@ impl Link {
 
     /// Closes the link: tells the client why, then takes the device out of
     /// user status and hands back what it never acked.
-    async fn finish(mut self, close: Close, mut registration: Registration) {
+    async fn finish(mut self, close: Close, registration: Registration) {
         let link_id = registration.link_id;
         tracing::info!(code = ?close.code, reason = %close.message, "link closed");
         send_fatal(&mut self.conn, close).await;
@@ -498,11 +518,17 @@ impl Link {
         // its next catch-up brings them. Unacked receipts were never claimed,
         // so they are still in the queue.
         self.window.drain();
-        while let Ok(push) = registration.pushes.try_recv() {
+        while let Some(push) = registration.mailbox.pop() {
             self.session.note_queued_own(&push);
         }
         let own = self.session.acked(Vec::new());
         self.report(own).await;
+    }
+}
+
+fn release_if_empty<T>(queue: &mut VecDeque<T>) {
+    if queue.is_empty() && queue.capacity() > 0 {
+        *queue = VecDeque::new();
     }
 }
 

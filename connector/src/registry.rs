@@ -1,46 +1,21 @@
 //! The sessions of this connector, by user and device, as the transfer
 //! reaches them.
 
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
 use im_proto::ErrorCode;
 use im_store::UserId;
 use im_transfer::{Connectors, Push};
-use tokio::sync::{mpsc, Notify};
-use tokio_util::sync::CancellationToken;
 
-/// How the registry ends a session: the reason, then the cancellation.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Kill {
-    token: CancellationToken,
-    code: Arc<AtomicI32>,
-}
-
-impl Kill {
-    /// Asks the session to close with `code`; the first reason wins.
-    pub(crate) fn kill(&self, code: ErrorCode) {
-        let _ = self
-            .code
-            .compare_exchange(0, code as i32, Ordering::SeqCst, Ordering::SeqCst);
-        self.token.cancel();
-    }
-
-    /// Resolves once the session was asked to close.
-    pub(crate) async fn killed(&self) -> ErrorCode {
-        self.token.cancelled().await;
-        ErrorCode::try_from(self.code.load(Ordering::SeqCst)).unwrap_or(ErrorCode::Internal)
-    }
-}
+use crate::mailbox::{Mailbox, Refused};
 
 #[derive(Debug)]
 struct Entry {
     link_id: u64,
-    device: String,
-    tx: mpsc::Sender<Push>,
-    kill: Kill,
-    lag: Arc<Notify>,
+    device: Box<str>,
+    mailbox: Arc<Mailbox>,
 }
 
 /// The live sessions of one connector.
@@ -52,14 +27,10 @@ pub struct Registry {
     users: DashMap<UserId, Vec<Entry>>,
 }
 
-/// A session's registration: its pushes and its kill switch.
+/// A session's registration: its pushes, lag flag and kill switch.
 pub(crate) struct Registration {
     pub(crate) link_id: u64,
-    pub(crate) pushes: mpsc::Receiver<Push>,
-    pub(crate) kill: Kill,
-    /// Notified when a push was dropped because the queue was full: the
-    /// session re-reads the store once it has caught up.
-    pub(crate) lag: Arc<Notify>,
+    pub(crate) mailbox: Arc<Mailbox>,
 }
 
 impl Registry {
@@ -111,29 +82,20 @@ impl Registry {
         link_id: u64,
     ) -> Option<Registration> {
         let mut entries = self.users.entry(user).or_default();
-        if let Some(old) = entries.iter().position(|e| e.device == device) {
+        if let Some(old) = entries.iter().position(|e| &*e.device == device) {
             if entries[old].link_id > link_id {
                 return None;
             }
             let old = entries.swap_remove(old);
-            old.kill.kill(ErrorCode::Conflict);
+            old.mailbox.kill(ErrorCode::Conflict);
         }
-        let (tx, pushes) = mpsc::channel(self.push_queue);
-        let kill = Kill::default();
-        let lag = Arc::new(Notify::new());
+        let mailbox = Arc::new(Mailbox::new(self.push_queue));
         entries.push(Entry {
             link_id,
-            device: device.to_owned(),
-            tx,
-            kill: kill.clone(),
-            lag: lag.clone(),
+            device: device.into(),
+            mailbox: mailbox.clone(),
         });
-        Some(Registration {
-            link_id,
-            pushes,
-            kill,
-            lag,
-        })
+        Some(Registration { link_id, mailbox })
     }
 
     /// Removes a session if it is still the registered one. Returns true if
@@ -157,7 +119,7 @@ impl Registry {
                 let user = *e.key();
                 e.value()
                     .iter()
-                    .map(move |d| (user, d.device.clone()))
+                    .map(move |d| (user, d.device.to_string()))
                     .collect::<Vec<_>>()
             })
             .collect()
@@ -167,7 +129,7 @@ impl Registry {
     /// what it has (pushes meant for it may have gone astray).
     pub fn resync(&self, user: UserId, device: &str) {
         if let Some(entries) = self.users.get(&user) {
-            for entry in entries.iter().filter(|e| e.device == device) {
+            for entry in entries.iter().filter(|e| &*e.device == device) {
                 offer(entry, user, Push::Resync);
             }
         }
@@ -177,7 +139,7 @@ impl Registry {
     pub fn kill_all(&self, code: ErrorCode) {
         for entry in self.users.iter() {
             for e in entry.value() {
-                e.kill.kill(code);
+                e.mailbox.kill(code);
             }
         }
     }
@@ -192,7 +154,7 @@ impl Connectors for Registry {
         let Some(entries) = self.users.get(&user) else {
             return;
         };
-        let Some(entry) = entries.iter().find(|e| e.device == device) else {
+        let Some(entry) = entries.iter().find(|e| &*e.device == device) else {
             return;
         };
         offer(entry, user, push);
@@ -209,29 +171,27 @@ impl Connectors for Registry {
 
 /// Queues `push` for one session without waiting.
 fn offer(entry: &Entry, user: UserId, push: Push) {
-    match entry.tx.try_send(push) {
-        Ok(()) => {}
+    match entry.mailbox.offer(push) {
+        Ok(()) | Err(Refused::Killed) => {}
         // A revoked token must not stay logged in, so a device too far
         // behind to be told is cut off.
-        Err(mpsc::error::TrySendError::Full(Push::Revoke { .. })) => {
-            if !entry.kill.token.is_cancelled() {
-                tracing::warn!(user, device = %entry.device, "slow consumer, closing link");
-            }
-            entry.kill.kill(ErrorCode::SlowConsumer);
+        Err(Refused::Full(Push::Revoke { .. })) => {
+            tracing::warn!(user, device = %entry.device, "slow consumer, closing link");
+            entry.mailbox.kill(ErrorCode::SlowConsumer);
         }
         // The queue is full, typically of receipts (a message to a big
         // group answers its sender with one DELIVERED per member). Memory
         // stays bounded and the router does not wait: the push is dropped
         // and the session re-reads the store once it has caught up.
         // Messages and receipts are stored; events are live-only anyway.
-        Err(mpsc::error::TrySendError::Full(_)) => entry.lag.notify_one(),
-        Err(mpsc::error::TrySendError::Closed(_)) => {}
+        Err(Refused::Full(_)) => entry.mailbox.lag(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mailbox::Event;
 
     #[test]
     fn a_reconnecting_device_replaces_its_old_session() {
@@ -244,7 +204,7 @@ mod tests {
         let old = register("phone");
         let _laptop = register("laptop");
         let new = register("phone");
-        assert!(old.kill.token.is_cancelled(), "old link is told to close");
+        assert!(old.mailbox.is_killed(), "old link is told to close");
         let mut devices = registry.devices();
         devices.sort();
         assert_eq!(
@@ -268,30 +228,31 @@ mod tests {
             registry.register(1, "phone", held_up).is_none(),
             "the stale login is refused"
         );
-        assert!(!current.kill.token.is_cancelled(), "the link in use stays");
+        assert!(!current.mailbox.is_killed(), "the link in use stays");
         assert!(!registry.deregister(1, held_up));
         assert!(registry.deregister(1, current.link_id));
     }
 
-    #[test]
-    fn a_full_push_queue_drops_the_push_and_flags_the_session() {
+    #[tokio::test]
+    async fn a_full_push_queue_drops_the_push_and_flags_the_session() {
         let registry = Registry::new("c1", 1);
-        let mut session = registry
+        let session = registry
             .register(1, "phone", registry.next_link_id())
             .unwrap();
         registry.push("c1", 1, "phone", Push::Resync);
         registry.push("c1", 1, "phone", Push::Resync);
-        assert!(!session.kill.token.is_cancelled());
-        assert!(matches!(session.pushes.try_recv(), Ok(Push::Resync)));
-        assert!(session.pushes.try_recv().is_err(), "the second was dropped");
-        // The permit is kept until the session waits for it.
-        let flagged = session.lag.notified();
-        futures::pin_mut!(flagged);
-        assert!(flagged.enable(), "the session is told it lagged");
+        assert!(!session.mailbox.is_killed());
+        assert!(matches!(session.mailbox.pop(), Some(Push::Resync)));
+        assert!(session.mailbox.pop().is_none(), "the second was dropped");
+        // The flag stays until the session asks for it.
+        assert!(matches!(
+            session.mailbox.next(true, true).await,
+            Event::Lagged
+        ));
     }
 
-    #[test]
-    fn a_revoke_that_does_not_fit_cuts_the_device_off() {
+    #[tokio::test]
+    async fn a_revoke_that_does_not_fit_cuts_the_device_off() {
         let registry = Registry::new("c1", 1);
         let session = registry
             .register(1, "phone", registry.next_link_id())
@@ -300,13 +261,12 @@ mod tests {
             token_hash: "x".into(),
         };
         registry.push("c1", 1, "phone", push());
-        assert!(!session.kill.token.is_cancelled());
+        assert!(!session.mailbox.is_killed());
         registry.push("c1", 1, "phone", push());
-        assert!(session.kill.token.is_cancelled());
-        assert_eq!(
-            ErrorCode::try_from(session.kill.code.load(Ordering::SeqCst)),
-            Ok(ErrorCode::SlowConsumer)
-        );
+        assert!(matches!(
+            session.mailbox.next(false, false).await,
+            Event::Killed(ErrorCode::SlowConsumer)
+        ));
         // Pushes for another connector or an unknown device go nowhere.
         registry.push("c2", 1, "phone", push());
         registry.push("c1", 2, "phone", push());

@@ -47,7 +47,8 @@ pub async fn run(listeners: Listeners, ctx: Arc<Connector>, shutdown: Cancellati
                     let max = ctx.config.max_frame_bytes;
                     let conn = if websocket {
                         // The upgrade counts against the login timeout.
-                        let upgrade = Conn::websocket(stream, max);
+                        // Boxed: the handshake's state is large and short-lived.
+                        let upgrade = Box::pin(Conn::websocket(stream, max));
                         match tokio::time::timeout(ctx.config.login_timeout, upgrade).await {
                             Ok(Ok(conn)) => conn,
                             Ok(Err(error)) => {

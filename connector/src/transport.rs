@@ -7,6 +7,7 @@
 
 use std::pin::Pin;
 
+use futures::sink::{self, Feed, Flush};
 use futures::stream::BoxStream;
 use futures::{future, Sink, SinkExt, StreamExt};
 use im_proto::{CodecError, Frame, FrameCodec};
@@ -75,19 +76,23 @@ impl Conn {
         self.reader.next().await
     }
 
+    // The sink's futures are returned as they are, not wrapped in an async
+    // fn that would hold the frame a second time: the caller's future (a
+    // link's task, kept for the link's life) is sized by them.
+
     /// Queues a frame without flushing.
-    pub(crate) async fn feed(&mut self, frame: Frame) -> Result<(), CodecError> {
-        self.writer.feed(frame).await
+    pub(crate) fn feed(&mut self, frame: Frame) -> Feed<'_, FrameSink, Frame> {
+        self.writer.feed(frame)
     }
 
     /// Writes out everything queued.
-    pub(crate) async fn flush(&mut self) -> Result<(), CodecError> {
-        self.writer.flush().await
+    pub(crate) fn flush(&mut self) -> Flush<'_, FrameSink, Frame> {
+        self.writer.flush()
     }
 
     /// Queues and flushes one frame.
-    pub(crate) async fn send(&mut self, frame: Frame) -> Result<(), CodecError> {
-        self.writer.send(frame).await
+    pub(crate) fn send(&mut self, frame: Frame) -> sink::Send<'_, FrameSink, Frame> {
+        self.writer.send(frame)
     }
 }
 

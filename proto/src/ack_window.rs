@@ -126,6 +126,12 @@ impl<M, F: LinkFrame> AckWindow<M, F> {
                 done.push(f.meta);
             }
         }
+        // Everything is acked: give the slots back, so that the many links
+        // that sit idle hold no frame-sized memory (a reallocation when
+        // traffic resumes costs far less than a frame's write).
+        if self.in_flight.is_empty() && self.in_flight.capacity() > 0 {
+            self.in_flight = VecDeque::new();
+        }
         done
     }
 
@@ -213,6 +219,8 @@ mod tests {
         assert!(w.on_ack(1).is_empty());
         assert_eq!(w.on_ack(5), vec![3, 4]);
         assert!(w.is_empty());
+        assert_eq!(w.in_flight.capacity(), 0, "an idle window holds no memory");
+        assert_eq!(w.send(body(5), 5, now).unwrap().id, 6);
     }
 
     #[test]
