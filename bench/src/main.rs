@@ -189,7 +189,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         let setup = Instant::now();
         let target = match mode {
             Mode::Single => Target::single(&server_bin, &cli.server_log).await,
-            Mode::Cluster => Target::cluster(&server_bin).await,
+            Mode::Cluster => Target::cluster(&server_bin, plan.cluster_connectors()).await,
         };
         let target = match target {
             Ok(target) => target,

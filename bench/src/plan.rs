@@ -133,6 +133,17 @@ impl Plan {
         }
     }
 
+    /// Connector processes a cluster needs for `connections.links` links,
+    /// each holding what this process's open-files limit allows (at least
+    /// the two a cluster always has).
+    pub fn cluster_connectors(&self) -> usize {
+        let per_connector = crate::target::links_for_fd_limit(crate::target::own_fd_limit());
+        if !self.scenarios.contains(&Scenario::Connections) {
+            return 2;
+        }
+        self.connections.links.div_ceil(per_connector).max(2)
+    }
+
     /// Users the pool needs for the chosen scenarios, against a server
     /// that holds at most `link_capacity` links.
     pub fn pool_size(&self, link_capacity: usize) -> usize {

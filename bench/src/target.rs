@@ -156,10 +156,10 @@ impl Target {
     }
 
     /// Starts the chaos crate's local cluster (its own Redis, MariaDB and
-    /// tansu broker; two transfers, two connectors, a REST API and an
-    /// offline worker) with no faults, and finds its processes' pids. The
+    /// tansu broker; two transfers, `connectors` connectors, a REST API and
+    /// an offline worker) with no faults, and finds its processes' pids. The
     /// processes inherit `RUST_LOG` from this one.
-    pub async fn cluster(server_bin: &Path) -> anyhow::Result<Target> {
+    pub async fn cluster(server_bin: &Path, connectors: usize) -> anyhow::Result<Target> {
         let tools = Tools::with_server(server_bin);
         let max_links = links_for_fd_limit(own_fd_limit());
         let options = ClusterOptions {
@@ -169,6 +169,7 @@ impl Target {
             max_retries: 5,
             lease_secs: 30,
             extra_args: vec!["--max-links".into(), max_links.to_string()],
+            connectors,
             ..ClusterOptions::chaos(0)
         };
         let cluster = LocalCluster::start(&tools, &options)

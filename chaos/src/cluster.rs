@@ -119,6 +119,8 @@ pub struct ClusterOptions {
     pub lease_secs: u64,
     /// More flags for every im-server process.
     pub extra_args: Vec<String>,
+    /// Connector processes (`c1`, `c2`, ...), at least one.
+    pub connectors: usize,
 }
 
 impl ClusterOptions {
@@ -134,6 +136,7 @@ impl ClusterOptions {
             max_retries: 40,
             lease_secs: 3,
             extra_args: Vec::new(),
+            connectors: 2,
         }
     }
 }
@@ -376,7 +379,7 @@ impl LocalCluster {
             .iter()
             .map(|t| format!("127.0.0.1:{}", cluster.processes[*t].port.unwrap_or(0)))
             .collect();
-        for i in 1..=2 {
+        for i in 1..=options.connectors.max(1) {
             let port = free_port()?;
             let mut args = vec!["--role".into(), "connector".into()];
             args.extend(common.iter().cloned());
@@ -433,7 +436,14 @@ impl LocalCluster {
             root.clone(),
             None,
         );
-        for name in ["t1", "t2", "c1", "c2", "rest", "worker"] {
+        let connectors = (1..=options.connectors.max(1)).map(|i| format!("c{i}"));
+        let names: Vec<String> = ["t1", "t2"]
+            .into_iter()
+            .map(String::from)
+            .chain(connectors)
+            .chain(["rest".into(), "worker".into()])
+            .collect();
+        for name in &names {
             cluster.launch(name).await?;
         }
         Ok(cluster)
