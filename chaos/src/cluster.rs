@@ -302,6 +302,9 @@ impl LocalCluster {
                 "--skip-grant-tables".into(),
                 "--skip-log-bin".into(),
                 "--innodb-buffer-pool-size=64M".into(),
+                // Each im-server process pools up to 16 connections, and a
+                // benchmark may start a dozen connectors.
+                "--max-connections=1000".into(),
                 format!("--user={}", whoami()),
             ],
             root.clone(),

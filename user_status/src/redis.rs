@@ -10,7 +10,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
 use crate::{DeviceLocation, StatusError, UserId, UserStatus};
@@ -54,6 +54,14 @@ redis.call('PEXPIRE', key, ttl)
 return 1
 "#;
 
+/// How long a call waits for Redis to answer.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Devices per pipeline of a lease refresh: a connector holds up to 20,000,
+/// and one pipeline of them all would hold every other call on the shared
+/// connection up behind it.
+const REFRESH_CHUNK: usize = 1_000;
+
 /// User status in Redis.
 #[derive(Clone)]
 pub struct RedisUserStatus {
@@ -91,7 +99,14 @@ impl RedisUserStatus {
     /// refreshed.
     pub async fn connect(url: &str, prefix: &str, lease: Duration) -> Result<Self, StatusError> {
         let client = redis::Client::open(url).map_err(backend)?;
-        let conn = ConnectionManager::new(client).await.map_err(backend)?;
+        // redis-rs gives up on an answer after 500 ms by default. A box busy
+        // with tens of thousands of logins at once answers slower than
+        // that now and then, and a login or a lease refresh that gives up
+        // fails for nothing: the client allows a login 10 s.
+        let config = ConnectionManagerConfig::new().set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(backend)?;
         Ok(RedisUserStatus {
             conn,
             prefix: prefix.to_owned(),
@@ -205,25 +220,29 @@ impl UserStatus for RedisUserStatus {
         }
         let now = now_ms();
         let expires = now + self.lease_ms();
-        let mut pipe = redis::pipe();
-        for (user, device) in devices {
-            // XX: only extend what is there. CH: 1 if it was (the score
-            // always moves on), 0 if the entry is gone.
-            pipe.cmd("ZADD")
-                .arg(self.key(*user))
-                .arg("XX")
-                .arg("CH")
-                .arg(expires)
-                .arg(member(device, connector));
-            pipe.cmd("PEXPIRE")
-                .arg(self.key(*user))
-                .arg(self.lease_ms())
-                .ignore();
+        let mut extended: Vec<i64> = Vec::with_capacity(devices.len());
+        for chunk in devices.chunks(REFRESH_CHUNK) {
+            let mut pipe = redis::pipe();
+            for (user, device) in chunk {
+                // XX: only extend what is there. CH: 1 if it was (the score
+                // always moves on), 0 if the entry is gone.
+                pipe.cmd("ZADD")
+                    .arg(self.key(*user))
+                    .arg("XX")
+                    .arg("CH")
+                    .arg(expires)
+                    .arg(member(device, connector));
+                pipe.cmd("PEXPIRE")
+                    .arg(self.key(*user))
+                    .arg(self.lease_ms())
+                    .ignore();
+            }
+            let answers: Vec<i64> = pipe
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(backend)?;
+            extended.extend(answers);
         }
-        let extended: Vec<i64> = pipe
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(backend)?;
         // Gone entries are rare (a Redis restart), so one script call each.
         let mut restored = Vec::new();
         for ((user, device), _) in devices.iter().zip(extended).filter(|(_, n)| *n == 0) {
