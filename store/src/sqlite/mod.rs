@@ -88,6 +88,11 @@ impl SqliteStore {
         // (a lasting property of the file, so readers need not set it).
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
+            // As for the writer: a ping is one more round trip to the
+            // connection's worker thread on every read, for a local file
+            // that cannot have gone away (a login's reads spent a tenth of
+            // their time in it).
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await?;
 
