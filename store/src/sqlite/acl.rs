@@ -1,7 +1,8 @@
 //! What every send checks and what rarely changes: who is friends with whom,
 //! and who is in which group with what role. Without it each message costs
 //! a read on the reader pool (two thread wakeups in sqlx) before it is even
-//! queued; with it, a lock and a hash lookup.
+//! queued; with it, a lock and a hash lookup. Live tokens too, which every
+//! login checks, and which change only when one is revoked.
 //!
 //! The cache is exact, not eventually right. Every write that can change
 //! an answer goes through this process's store and calls
@@ -33,6 +34,9 @@ struct Inner {
     roles: HashMap<(GroupId, UserId), Role>,
     /// Member lists.
     members: HashMap<GroupId, Vec<UserId>>,
+    /// Live tokens (by hash) and their users; an unknown or revoked token
+    /// is not kept.
+    tokens: HashMap<String, UserId>,
 }
 
 impl Acl {
@@ -54,6 +58,21 @@ impl Acl {
         inner.friends.clear();
         inner.roles.clear();
         inner.members.clear();
+        inner.tokens.clear();
+    }
+
+    pub(super) fn token_user(&self, token_hash: &str) -> Option<UserId> {
+        self.lock().tokens.get(token_hash).copied()
+    }
+
+    pub(super) fn keep_token(&self, epoch: u64, token_hash: &str, user: UserId) {
+        let mut inner = self.lock();
+        if inner.epoch == epoch {
+            if inner.tokens.len() >= MAX_ENTRIES {
+                inner.tokens.clear();
+            }
+            inner.tokens.insert(token_hash.to_owned(), user);
+        }
     }
 
     pub(super) fn friends(&self, a: UserId, b: UserId) -> bool {
@@ -112,9 +131,11 @@ mod tests {
         acl.keep_friends(epoch, 1, 2);
         acl.keep_role(epoch, 9, 1, Role::Member);
         acl.keep_members(epoch, 9, &[1, 2]);
+        acl.keep_token(epoch, "t", 1);
         assert!(!acl.friends(1, 2));
         assert_eq!(acl.role(9, 1), None);
         assert_eq!(acl.members(9), None);
+        assert_eq!(acl.token_user("t"), None);
     }
 
     #[test]
@@ -124,13 +145,16 @@ mod tests {
         acl.keep_friends(epoch, 1, 2);
         acl.keep_role(epoch, 9, 1, Role::Creator);
         acl.keep_members(epoch, 9, &[1, 2]);
+        acl.keep_token(epoch, "t", 1);
         assert!(acl.friends(1, 2));
         assert!(!acl.friends(2, 1), "kept as asked, not both ways");
         assert_eq!(acl.role(9, 1), Some(Role::Creator));
         assert_eq!(acl.members(9), Some(vec![1, 2]));
+        assert_eq!(acl.token_user("t"), Some(1));
         acl.changed();
         assert!(!acl.friends(1, 2));
         assert_eq!(acl.role(9, 1), None);
         assert_eq!(acl.members(9), None);
+        assert_eq!(acl.token_user("t"), None);
     }
 }

@@ -48,7 +48,8 @@ pub struct SqliteStore {
     reader: SqlitePool,
     /// Appends and acks, merged into one transaction per wakeup.
     batch: batch::Batcher,
-    /// Friendships and memberships, as every send checks them.
+    /// Friendships, memberships and live tokens, as every send and every
+    /// login checks them.
     acl: Arc<acl::Acl>,
 }
 
@@ -168,11 +169,21 @@ impl Store for SqliteStore {
     }
 
     async fn token_user(&self, token_hash: &str) -> StoreResult<Option<UserId>> {
-        accounts::token_user(&self.reader, token_hash).await
+        if let Some(user) = self.acl.token_user(token_hash) {
+            return Ok(Some(user));
+        }
+        let epoch = self.acl.epoch();
+        let user = accounts::token_user(&self.reader, token_hash).await?;
+        if let Some(user) = user {
+            self.acl.keep_token(epoch, token_hash, user);
+        }
+        Ok(user)
     }
 
     async fn revoke_token(&self, token_hash: &str) -> StoreResult<bool> {
-        accounts::revoke_token(&self.writer, token_hash).await
+        let revoked = accounts::revoke_token(&self.writer, token_hash).await;
+        self.acl.changed();
+        revoked
     }
 
     async fn create_friend_request(
