@@ -58,6 +58,10 @@ struct Cli {
     /// Seconds of each `chat` measurement.
     #[arg(long)]
     seconds: Option<f64>,
+    /// The fixed rate of `chat`'s second load, messages/s (default: half
+    /// of what saturation delivered).
+    #[arg(long)]
+    rate: Option<f64>,
     /// Repetitions of each `chat` load.
     #[arg(long)]
     reps: Option<usize>,
@@ -132,6 +136,9 @@ fn plan(cli: &Cli) -> Plan {
     }
     if let Some(secs) = cli.seconds {
         plan.chat.measure = std::time::Duration::from_secs_f64(secs.max(0.1));
+    }
+    if let Some(rate) = cli.rate {
+        plan.chat.rate = Some(rate.max(1.0));
     }
     if let Some(reps) = cli.reps {
         plan.chat.reps = reps.max(1);

@@ -55,6 +55,7 @@ impl Plan {
                 measure: Duration::from_secs(5),
                 reps: 3,
                 drain: Duration::from_secs(30),
+                rate: None,
             },
             group: GroupPlan {
                 sizes: vec![100, 1_000],

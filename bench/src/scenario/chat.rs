@@ -46,6 +46,9 @@ pub struct ChatPlan {
     /// After sending stops, how long senders wait for the receipts still
     /// owed once none come any more.
     pub drain: Duration,
+    /// The fixed offered rate, messages/s in all; `None`: half of what
+    /// saturation delivered. A set rate compares two builds at one load.
+    pub rate: Option<f64>,
 }
 
 /// One measurement.
@@ -203,7 +206,9 @@ pub async fn run(
         saturated.push(run);
     }
     result.saturation = ChatLoad::of(saturated);
-    let half = result.saturation.median.delivered_per_sec / 2.0;
+    let half = plan
+        .rate
+        .unwrap_or(result.saturation.median.delivered_per_sec / 2.0);
     let mut fixed = Vec::new();
     for rep in 0..plan.reps {
         progress.step(format!(
