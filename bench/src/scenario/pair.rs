@@ -3,7 +3,7 @@
 //! receipts come back) and times SENT and DELIVERED; the recipient acks
 //! what arrives and times it from the send time the text carries.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use im_client::{ContentType, ReceiptKind, SendMessage};
@@ -86,8 +86,9 @@ struct InFlight {
     measured: bool,
 }
 
-/// Sends until `clock.to`, then waits for the receipts still owed, giving
-/// up once none came for `clock.drain_idle`.
+/// Sends until `clock.to`, then waits for the receipts still owed (every
+/// SENT and every DELIVERED), giving up once none came for
+/// `clock.drain_idle`.
 pub async fn send(link: BenchLink, job: SenderJob) -> SenderOut {
     let mut out = SenderOut {
         link: None,
@@ -105,7 +106,8 @@ pub async fn send(link: BenchLink, job: SenderJob) -> SenderOut {
     };
     let mut link = link;
     let mut waiting = HashMap::new();
-    match sender_loop(&mut link, &job, &mut out, &mut waiting).await {
+    let mut unsent = HashSet::new();
+    match sender_loop(&mut link, &job, &mut out, &mut waiting, &mut unsent).await {
         Ok(()) => out.link = Some(link),
         Err(e) => out.error = Some(e.to_string()),
     }
@@ -118,6 +120,7 @@ async fn sender_loop(
     job: &SenderJob,
     out: &mut SenderOut,
     waiting: &mut HashMap<u64, InFlight>,
+    unsent: &mut HashSet<u64>,
 ) -> Result<(), LinkError> {
     let clock = &job.clock;
     let prefix = format!("{}-", job.tag);
@@ -151,8 +154,11 @@ async fn sender_loop(
                 out.sent += 1;
                 out.sent_in_window += u64::from(measured);
                 waiting.insert(n, InFlight { at, measured });
+                unsent.insert(n);
             }
-        } else if waiting.is_empty() || now >= last_receipt.max(clock.to) + clock.drain_idle {
+        } else if (waiting.is_empty() && unsent.is_empty())
+            || now >= last_receipt.max(clock.to) + clock.drain_idle
+        {
             link.flush().await?;
             return Ok(());
         }
@@ -182,7 +188,7 @@ async fn sender_loop(
                     match frame.body {
                         Some(Body::Receipt(r)) => {
                             last_receipt = now;
-                            on_receipt(r, &prefix, now, clock, out, waiting)
+                            on_receipt(r, &prefix, now, clock, out, waiting, unsent)
                         }
                         Some(Body::Error(e)) if retryable(&e) => {
                             if let Some(n) = number(&e.client_msg_id, &prefix) {
@@ -225,12 +231,16 @@ fn on_receipt(
     clock: &Clock,
     out: &mut SenderOut,
     waiting: &mut HashMap<u64, InFlight>,
+    unsent: &mut HashSet<u64>,
 ) {
     let Some(n) = number(&r.client_msg_id, prefix) else {
         return;
     };
     match ReceiptKind::try_from(r.kind) {
+        // A SENT may come after the DELIVERED (in the cluster they travel
+        // different ways), so the sender waits for both.
         Ok(ReceiptKind::Sent) => {
+            unsent.remove(&n);
             out.sent_receipts += 1;
             if let Some(m) = waiting.get(&n).filter(|m| m.measured) {
                 out.to_sent.record(now - m.at);
