@@ -382,7 +382,10 @@ impl LocalCluster {
             .iter()
             .map(|t| format!("127.0.0.1:{}", cluster.processes[*t].port.unwrap_or(0)))
             .collect();
-        for i in 1..=options.connectors.max(1) {
+        let connectors: Vec<String> = (1..=options.connectors.max(1))
+            .map(|i| format!("c{i}"))
+            .collect();
+        for name in &connectors {
             let port = free_port()?;
             let mut args = vec!["--role".into(), "connector".into()];
             args.extend(common.iter().cloned());
@@ -390,14 +393,14 @@ impl LocalCluster {
                 "--transfers".into(),
                 internal_addrs.join(","),
                 "--connector-id".into(),
-                format!("c{i}"),
+                name.clone(),
                 "--link-addr".into(),
                 format!("127.0.0.1:{port}"),
                 "--ws-addr".into(),
                 format!("127.0.0.1:{}", free_port()?),
             ]);
             cluster.define(
-                &format!("c{i}"),
+                name,
                 ProcessKind::Connector,
                 tools.server.clone(),
                 args,
@@ -439,15 +442,13 @@ impl LocalCluster {
             root.clone(),
             None,
         );
-        let connectors = (1..=options.connectors.max(1)).map(|i| format!("c{i}"));
-        let names: Vec<String> = ["t1", "t2"]
+        let names = ["t1", "t2"]
             .into_iter()
             .map(String::from)
             .chain(connectors)
-            .chain(["rest".into(), "worker".into()])
-            .collect();
-        for name in &names {
-            cluster.launch(name).await?;
+            .chain(["rest".into(), "worker".into()]);
+        for name in names {
+            cluster.launch(&name).await?;
         }
         Ok(cluster)
     }

@@ -18,7 +18,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::mailbox::Event;
+use crate::mailbox::{release_if_empty, Event};
 use crate::registry::Registration;
 use crate::session::{self, Delivery, Session};
 use crate::transport::Conn;
@@ -79,13 +79,13 @@ pub(crate) async fn serve(
     async move {
         tracing::info!("logged in");
         // A newer link of this device arrived while this login was held up.
-        let Some(mut registration) = ctx.registry.register(user, &device, link_id) else {
+        let Some(registration) = ctx.registry.register(user, &device, link_id) else {
             let code = ErrorCode::Conflict;
             send_fatal(&mut conn, Close::with(code, kill_message(code))).await;
             return;
         };
         let mut link = Link::new(conn, ctx.clone(), Session::new(user, device, token_hash));
-        let close = link.run(&mut registration, shutdown).await;
+        let close = link.run(&registration, shutdown).await;
         Box::pin(link.finish(close, registration)).await;
     }
     .instrument(span)
@@ -163,8 +163,8 @@ impl Link {
         }
     }
 
-    async fn run(&mut self, registration: &mut Registration, shutdown: CancellationToken) -> Close {
-        let mailbox = registration.mailbox.clone();
+    async fn run(&mut self, registration: &Registration, shutdown: CancellationToken) -> Close {
+        let mailbox = &registration.mailbox;
         // The Login frame is id 1 of the client's sequence.
         let _ = self.reorder.accept(1, Frame::default());
         if let Err(close) = Box::pin(self.start()).await {
@@ -523,12 +523,6 @@ impl Link {
         }
         let own = self.session.acked(Vec::new());
         self.report(own).await;
-    }
-}
-
-fn release_if_empty<T>(queue: &mut VecDeque<T>) {
-    if queue.is_empty() && queue.capacity() > 0 {
-        *queue = VecDeque::new();
     }
 }
 

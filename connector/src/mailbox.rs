@@ -108,9 +108,7 @@ impl Mailbox {
     pub(crate) fn pop(&self) -> Option<Push> {
         let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         let push = queue.pop_front();
-        if queue.is_empty() && queue.capacity() > 0 {
-            *queue = VecDeque::new();
-        }
+        release_if_empty(&mut queue);
         push
     }
 
@@ -145,6 +143,14 @@ impl Mailbox {
             }
             woken.await;
         }
+    }
+}
+
+/// Frees an emptied queue's buffer: frames and pushes wait in queues
+/// only now and then, and most links are idle most of the time.
+pub(crate) fn release_if_empty<T>(queue: &mut VecDeque<T>) {
+    if queue.is_empty() && queue.capacity() > 0 {
+        *queue = VecDeque::new();
     }
 }
 
