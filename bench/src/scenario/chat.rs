@@ -257,12 +257,14 @@ async fn measure(
         receivers.spawn(async move { (i, receive(link, state, clock, stop).await) });
     }
     let mut senders = JoinSet::new();
+    let senders_n = pairs.senders.len().max(1) as f64;
     for (i, (link, peer)) in pairs.senders.drain(..).enumerate() {
         let job = SenderJob {
             peer,
             tag: format!("r{round}"),
             in_flight: plan.in_flight,
             rate: per_sender,
+            phase: i as f64 / senders_n,
             clock: clock.clone(),
         };
         senders.spawn(async move { (i, send(link, job).await) });

@@ -47,8 +47,34 @@ pub struct SenderJob {
     pub in_flight: usize,
     /// Messages per second, or `None` to keep the window full.
     pub rate: Option<f64>,
+    /// Where in its period (0 to 1) this sender's paced messages fall, so
+    /// that senders spread their sends over the period instead of all
+    /// sending at the same instant: the offered load is even, not bursts
+    /// of one message from every sender at once.
+    pub phase: f64,
     /// The schedule.
     pub clock: Arc<Clock>,
+}
+
+impl SenderJob {
+    /// When paced message `n` is due: `start + (n + phase) / rate`.
+    fn due_at(&self, n: u64, rate: f64) -> Instant {
+        let secs = (n as f64 + self.phase) / rate;
+        self.clock.start + std::time::Duration::from_secs_f64(secs)
+    }
+
+    /// How many messages are due by `now`: all of them when not paced.
+    fn due_by(&self, now: Instant) -> u64 {
+        let Some(rate) = self.rate else {
+            return u64::MAX;
+        };
+        let periods = (now - self.clock.start).as_secs_f64() * rate - self.phase;
+        if periods < 0.0 {
+            0
+        } else {
+            periods as u64 + 1
+        }
+    }
 }
 
 /// What a sender did.
@@ -142,10 +168,7 @@ async fn sender_loop(
         }
         let sending = now < clock.to;
         if sending {
-            // Paced: message n is due at start + n / rate.
-            let due = job.rate.map_or(u64::MAX, |r| {
-                ((now - clock.start).as_secs_f64() * r) as u64 + 1
-            });
+            let due = job.due_by(now);
             while waiting.len() < job.in_flight && out.sent < due && link.can_send() {
                 let at = Instant::now();
                 let n = out.sent;
@@ -165,9 +188,7 @@ async fn sender_loop(
         link.flush().await?;
         let mut wake = if sending {
             match job.rate {
-                Some(r) if waiting.len() < job.in_flight => {
-                    clock.start + std::time::Duration::from_secs_f64(out.sent as f64 / r)
-                }
+                Some(r) if waiting.len() < job.in_flight => job.due_at(out.sent, r),
                 _ => clock.to,
             }
         } else {
@@ -336,5 +357,58 @@ pub async fn receive(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn job(rate: f64, phase: f64) -> SenderJob {
+        let start = Instant::now();
+        SenderJob {
+            peer: 2,
+            tag: "t".into(),
+            in_flight: 32,
+            rate: Some(rate),
+            phase,
+            clock: Arc::new(Clock {
+                base: start,
+                start,
+                from: start,
+                to: start + Duration::from_secs(10),
+                drain_idle: Duration::from_secs(1),
+            }),
+        }
+    }
+
+    #[test]
+    fn paced_sends_fall_at_the_senders_phase() {
+        // 2 msg/s: a period of 500 ms; half a period in, 250 ms.
+        let job = job(2.0, 0.5);
+        let start = job.clock.start;
+        let ms = Duration::from_millis;
+        assert_eq!(job.due_by(start), 0);
+        assert_eq!(job.due_by(start + ms(249)), 0);
+        assert_eq!(job.due_by(start + ms(251)), 1);
+        assert_eq!(job.due_by(start + ms(751)), 2);
+        assert_eq!(job.due_at(0, 2.0), start + ms(250));
+        assert_eq!(job.due_at(2, 2.0), start + ms(1250));
+    }
+
+    #[test]
+    fn senders_spread_over_the_period() {
+        let (first, second) = (job(1.0, 0.0), job(1.0, 0.5));
+        assert_eq!(first.due_at(0, 1.0), first.clock.start);
+        let offset = second.due_at(0, 1.0) - second.clock.start;
+        assert_eq!(offset, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn unpaced_senders_have_everything_due() {
+        let mut job = job(1.0, 0.0);
+        job.rate = None;
+        assert_eq!(job.due_by(job.clock.start), u64::MAX);
     }
 }
