@@ -73,9 +73,10 @@ pub struct BatchingLog {
 }
 
 impl BatchingLog {
-    /// Starts the writer. It ends once every `BatchingLog` clone is dropped
-    /// and the queue is drained, so awaiting the handle after dropping them
-    /// is a clean shutdown.
+    /// Starts the writer and the task that routes what it commits. Both end
+    /// once every `BatchingLog` clone is dropped and the queue is drained
+    /// and routed, so awaiting the handle after dropping them is a clean
+    /// shutdown.
     pub fn start(
         store: Arc<dyn Store>,
         listener: Arc<dyn CommitListener>,
@@ -83,8 +84,14 @@ impl BatchingLog {
         max_batch: usize,
     ) -> (BatchingLog, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(queue_capacity.max(1));
-        let writer = tokio::spawn(write_batches(store, listener, rx, max_batch.max(1)));
-        (BatchingLog { tx }, writer)
+        let (committed_tx, committed_rx) = mpsc::channel(ROUTED_BEHIND);
+        let writer = tokio::spawn(write_batches(store, rx, committed_tx, max_batch.max(1)));
+        let router = tokio::spawn(announce(listener, committed_rx));
+        let both = tokio::spawn(async move {
+            let _ = writer.await;
+            let _ = router.await;
+        });
+        (BatchingLog { tx }, both)
     }
 }
 
@@ -100,10 +107,21 @@ impl MessageLog for BatchingLog {
     }
 }
 
+/// Committed batches the writer may run ahead of the router: it appends the
+/// next batch while the last is routed, instead of leaving the store idle
+/// while the router looks up and pushes a batch.
+const ROUTED_BEHIND: usize = 4;
+
+/// A committed batch and the senders waiting to hear that it is durable.
+type Announcement = (
+    Vec<Committed>,
+    Vec<oneshot::Sender<Result<Appended, LogError>>>,
+);
+
 async fn write_batches(
     store: Arc<dyn Store>,
-    listener: Arc<dyn CommitListener>,
     mut rx: mpsc::Receiver<Request>,
+    committed_tx: mpsc::Sender<Announcement>,
     max_batch: usize,
 ) {
     let mut requests = Vec::with_capacity(max_batch);
@@ -118,7 +136,7 @@ async fn write_batches(
             .unzip();
         match store.append_messages(&messages).await {
             Ok(appended) => {
-                let (committed, replies): (Vec<Committed>, Vec<_>) = messages
+                let announcement: Announcement = messages
                     .into_iter()
                     .zip(waiting)
                     .zip(appended)
@@ -132,9 +150,10 @@ async fn write_batches(
                         (c, done)
                     })
                     .unzip();
-                listener.committed(&committed).await;
-                for (c, done) in committed.into_iter().zip(replies) {
-                    let _ = done.send(Ok(c.appended));
+                // The router takes batches in commit order.
+                if committed_tx.send(announcement).await.is_err() {
+                    tracing::error!("message router stopped; log writer ends");
+                    return;
                 }
             }
             Err(error) => {
@@ -147,4 +166,16 @@ async fn write_batches(
         }
     }
     tracing::debug!("message log drained");
+}
+
+/// Routes each committed batch, in commit order, then tells its senders
+/// their messages are durable: a SENT never overtakes the routing of its
+/// message.
+async fn announce(listener: Arc<dyn CommitListener>, mut rx: mpsc::Receiver<Announcement>) {
+    while let Some((committed, replies)) = rx.recv().await {
+        listener.committed(&committed).await;
+        for (c, done) in committed.into_iter().zip(replies) {
+            let _ = done.send(Ok(c.appended));
+        }
+    }
 }

@@ -82,7 +82,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         connector_config.push_queue,
     ));
     let router = Arc::new(Router::new(status.clone(), registry.clone()));
-    let (log, log_writer) = BatchingLog::start(store.clone(), router.clone(), 8192, 1024);
+    let (log, log_writer) = BatchingLog::start(store.clone(), router.clone(), 8192, 4096);
     let mut transfer = Transfer::new(store.clone(), Arc::new(log), router.clone());
     if config.unsafe_no_dedupe {
         tracing::warn!("resend deduplication is OFF: resends are stored twice");
