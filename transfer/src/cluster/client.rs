@@ -262,13 +262,55 @@ async fn keep_link(
 }
 
 /// How long a send waits for its stored copy (its SENT) before it is
-/// failed as "resend later". The copy can be lost: pushed while user status
-/// did not know the device (a restarted Redis), or routed by no transfer.
+/// failed as "resend later", when SENTs come back quickly. The copy can be
+/// lost: pushed while user status did not know the device (a restarted
+/// Redis), or routed by no transfer. See [`Patience`] for the wait under load.
 const SENT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a send may wait for its SENT before it counts as lost.
+///
+/// A copy is rarely lost, but under load it can be slow: a send the
+/// transfer took is in Kafka, and its SENT comes once the worker has
+/// written it, behind everything queued before it. Failing a send that is
+/// only queued makes its client send it again; the store deduplicates the
+/// resend, but it still goes through Kafka and the worker, which lengthens
+/// the queue, so more sends time out: a retry storm (at 40 s of queue,
+/// 99,190 resends in three runs halved what was delivered). So the wait is
+/// the base plus twice the slowest recent SENT, which falls back to the
+/// base slowly (half of the excess in about 22 s) once SENTs come back
+/// quickly again, or stop coming at all.
+#[derive(Debug, Clone, Copy)]
+struct Patience {
+    base: Duration,
+    recent: Duration,
+}
+
+impl Patience {
+    fn new(base: Duration) -> Self {
+        Patience {
+            base,
+            recent: Duration::ZERO,
+        }
+    }
+
+    /// Takes the slowest SENT answered since the last call (called once a
+    /// second) and returns how long a send may now wait.
+    fn update(&mut self, slowest: Duration) -> Duration {
+        self.recent = slowest.max(self.recent.mul_f64(31.0 / 32.0));
+        self.base + self.recent * 2
+    }
+}
 
 type SendKey = (UserId, String, String);
 type SendWaiter = (Instant, oneshot::Sender<Result<Appended, LogError>>);
-type SendWaiters = DashMap<SendKey, SendWaiter>;
+
+/// The sends waiting for their SENT, and how long the slowest SENT answered
+/// since the expiry last looked took, in ms.
+#[derive(Default)]
+struct SendWaiters {
+    waiting: DashMap<SendKey, SendWaiter>,
+    slowest_ms: AtomicU64,
+}
 
 /// A connector's transfer: its calls go over internal links; the SENT of a
 /// message arrives later as the stored message pushed to its own device.
@@ -328,13 +370,13 @@ async fn deliver_pushes(
         let p = match from {
             FromTransfer::Push(p) => *p,
             FromTransfer::LinkLost => {
-                if !sends.is_empty() {
+                if !sends.waiting.is_empty() {
                     tracing::warn!(
-                        pending = sends.len(),
+                        pending = sends.waiting.len(),
                         "transfer link lost; failing sends still waiting for SENT"
                     );
                 }
-                sends.clear();
+                sends.waiting.clear();
                 local.resync_all();
                 continue;
             }
@@ -368,29 +410,42 @@ async fn deliver_pushes(
 
 fn answer(sends: &SendWaiters, user: UserId, device: String, appended: Appended) {
     let key = (user, device, appended.message.client_msg_id.clone());
-    if let Some((_, (_, done))) = sends.remove(&key) {
+    if let Some((_, (since, done))) = sends.waiting.remove(&key) {
+        let waited = since.elapsed().as_millis() as u64;
+        sends.slowest_ms.fetch_max(waited, Ordering::Relaxed);
         let _ = done.send(Ok(appended));
     }
 }
 
-/// Fails the sends that waited longer than [`SENT_TIMEOUT`], once a second.
+/// Fails the sends that waited longer than their [`Patience`], once a
+/// second.
 async fn expire_sends(sends: Arc<SendWaiters>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut patience = Patience::new(SENT_TIMEOUT);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
+        let slowest = Duration::from_millis(sends.slowest_ms.swap(0, Ordering::Relaxed));
+        let wait = patience.update(slowest);
         let late: Vec<SendKey> = sends
+            .waiting
             .iter()
-            .filter(|e| e.value().0.elapsed() >= SENT_TIMEOUT)
+            .filter(|e| e.value().0.elapsed() >= wait)
             .map(|e| e.key().clone())
             .collect();
         if !late.is_empty() {
-            tracing::warn!(sends = late.len(), "no SENT in time; asking for resends");
+            tracing::warn!(
+                sends = late.len(),
+                ?wait,
+                "no SENT in time; asking for resends"
+            );
         }
         for key in late {
-            let expired = sends.remove_if(&key, |_, (since, _)| since.elapsed() >= SENT_TIMEOUT);
+            let expired = sends
+                .waiting
+                .remove_if(&key, |_, (since, _)| since.elapsed() >= wait);
             if let Some((_, (_, done))) = expired {
                 let _ = done.send(Err(LogError::Unconfirmed));
             }
@@ -410,7 +465,9 @@ impl TransferApi for RemoteTransfer {
         let (done, pending) = oneshot::channel();
         // Registered before the call: the stored copy may come back through
         // another transfer before this call's reply.
-        self.sends.insert(key.clone(), (Instant::now(), done));
+        self.sends
+            .waiting
+            .insert(key.clone(), (Instant::now(), done));
         let op = call::Op::Submit(Submit {
             user,
             device: device.to_owned(),
@@ -419,7 +476,7 @@ impl TransferApi for RemoteTransfer {
         match self.client.call(user, op).await {
             Ok(()) => Ok(PendingSend::new(pending)),
             Err(error) => {
-                self.sends.remove(&key);
+                self.sends.waiting.remove(&key);
                 Err(error)
             }
         }
@@ -567,5 +624,55 @@ impl CommitListener for RemoteCommits {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: Duration = SENT_TIMEOUT;
+
+    #[test]
+    fn quick_sents_keep_the_base_wait() {
+        let mut patience = Patience::new(BASE);
+        for _ in 0..10 {
+            assert_eq!(
+                patience.update(Duration::from_millis(40)),
+                BASE + 2 * Duration::from_millis(40)
+            );
+        }
+        assert_eq!(Patience::new(BASE).update(Duration::ZERO), BASE);
+    }
+
+    #[test]
+    fn a_long_queue_is_waited_out_not_failed() {
+        // SENTs come back after 40 s: a send queued behind them must not be
+        // failed at 15 s (that is the retry storm).
+        let mut patience = Patience::new(BASE);
+        let wait = patience.update(Duration::from_secs(40));
+        assert!(wait > Duration::from_secs(40), "{wait:?}");
+        // A second without answers does not shrink it at once.
+        let wait = patience.update(Duration::ZERO);
+        assert!(wait > Duration::from_secs(90), "{wait:?}");
+    }
+
+    #[test]
+    fn the_wait_falls_back_to_the_base_slowly() {
+        let mut patience = Patience::new(BASE);
+        let first = patience.update(Duration::from_secs(40));
+        let mut last = first;
+        for _ in 0..22 {
+            let wait = patience.update(Duration::from_millis(10));
+            assert!(wait < last, "{wait:?} after {last:?}");
+            last = wait;
+        }
+        // About half the excess is gone after 22 s.
+        let excess = (last - BASE).as_secs_f64() / (first - BASE).as_secs_f64();
+        assert!((0.45..0.55).contains(&excess), "{excess}");
+        for _ in 0..400 {
+            last = patience.update(Duration::ZERO);
+        }
+        assert!(last - BASE < Duration::from_millis(100), "{last:?}");
     }
 }
