@@ -182,7 +182,7 @@ impl BenchLink {
     /// the server does not close a link that only listens. Cancel-safe:
     /// its one await is the wait for the first frame.
     pub async fn recv(&mut self, out: &mut Vec<Frame>) -> Result<(), LinkError> {
-        let heartbeat_at = self.last_write + self.heartbeat;
+        let heartbeat_at = self.heartbeat_at();
         let first = tokio::select! {
             first = self.framed.next() => first,
             _ = tokio::time::sleep_until(heartbeat_at) => return self.ping(),
@@ -260,15 +260,28 @@ impl BenchLink {
         self.write(&Frame::new(0, Body::Ping(Ping { nonce })))
     }
 
+    /// When a heartbeat is due: a heartbeat interval after the last write.
+    fn heartbeat_at(&self) -> Instant {
+        self.last_write + self.heartbeat
+    }
+
     /// When the earliest retransmission is due, if anything is unacked.
     pub fn retransmit_at(&self) -> Option<Instant> {
         self.window.next_deadline().map(Instant::from_std)
     }
 
-    /// Queues the frames whose ack timeout passed again.
+    /// Queues the frames whose ack timeout passed again, and a heartbeat if
+    /// one is due: a caller whose timers keep firing before [`recv`]'s own
+    /// heartbeat must not leave the link silent until the server closes it.
+    ///
+    /// [`recv`]: BenchLink::recv
     pub fn retransmit(&mut self) -> Result<(), LinkError> {
-        for frame in self.window.poll_timeouts(Instant::now().into_std())? {
+        let now = Instant::now();
+        for frame in self.window.poll_timeouts(now.into_std())? {
             self.write(&frame)?;
+        }
+        if self.framed.write_buffer().is_empty() && now >= self.heartbeat_at() {
+            self.ping()?;
         }
         Ok(())
     }
@@ -315,4 +328,43 @@ pub const RESEND_AFTER: Duration = Duration::from_millis(200);
 /// The local addresses links are spread over: 127.0.0.2 and up.
 pub fn source_addr(i: usize, count: usize) -> Option<IpAddr> {
     (count > 0).then(|| IpAddr::from([127, 0, 0, 2 + (i % count.min(250)) as u8]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A sender whose timers fire before `recv`'s heartbeat (a due resend,
+    /// a retransmission) still pings once the heartbeat interval passes.
+    #[tokio::test]
+    async fn a_retransmit_wakeup_sends_the_due_heartbeat() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = Endpoint {
+            addr: listener.local_addr().unwrap(),
+            source: None,
+        };
+        let (link, accepted) = tokio::join!(BenchLink::open(endpoint, 4096), listener.accept());
+        let mut link = link.unwrap();
+        let mut server = Framed::new(accepted.unwrap().0, FrameCodec::default());
+        // Set by hand rather than waited for, so a slow machine cannot make
+        // the heartbeat due early.
+        link.heartbeat = Duration::from_secs(3600);
+
+        // Not yet due: nothing is written.
+        link.retransmit().unwrap();
+        link.flush().await.unwrap();
+        let early = tokio::time::timeout(Duration::from_millis(20), server.next()).await;
+        assert!(early.is_err(), "wrote {early:?} before a heartbeat was due");
+
+        link.heartbeat = Duration::ZERO;
+        link.retransmit().unwrap();
+        link.flush().await.unwrap();
+        let frame = tokio::time::timeout(Duration::from_secs(5), server.next())
+            .await
+            .expect("a heartbeat")
+            .expect("a frame")
+            .unwrap();
+        assert!(matches!(frame.body, Some(Body::Ping(_))), "{frame:?}");
+    }
 }

@@ -197,7 +197,9 @@ async fn sender_loop(
         for at in link
             .retransmit_at()
             .into_iter()
-            .chain(resend.front().map(|r| r.0))
+            // With the window full a due resend waits for an ack (which
+            // recv brings), not for a timer that has already fired.
+            .chain(resend.front().filter(|_| link.can_send()).map(|r| r.0))
         {
             wake = wake.min(at);
         }
