@@ -101,7 +101,8 @@ impl ChildProcess {
     }
 }
 
-/// Every process whose parent is `parent`.
+/// Every process whose parent is `parent`. A child caught in the middle
+/// of its exec has an empty command line for that moment.
 pub fn children(parent: u32) -> Vec<ChildProcess> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -190,9 +191,19 @@ mod tests {
             .arg("5")
             .spawn()
             .unwrap();
-        let found = children(std::process::id())
-            .into_iter()
-            .find(|c| c.pid == child.id());
+        // `spawn` returns once the child has begun its exec, which can be
+        // before the kernel has set up its arguments: until then its
+        // command line reads as empty. Wait (bounded) for it.
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let found = loop {
+            let found = children(std::process::id())
+                .into_iter()
+                .find(|c| c.pid == child.id());
+            if found.as_ref().is_some_and(|c| !c.cmdline.is_empty()) || Instant::now() > deadline {
+                break found;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
         let _ = child.kill();
         let _ = child.wait();
         let found = found.expect("child listed");
