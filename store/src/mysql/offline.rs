@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use sqlx::{FromRow, MySqlPool};
+use sqlx::{FromRow, MySql, MySqlConnection, MySqlPool, QueryBuilder};
 
 use super::retry::retry;
 use super::rows::{api_int, corrupt, message_columns, sql_int, MessageRow};
@@ -13,7 +13,7 @@ use crate::types::{
 use crate::StoreResult;
 
 /// `offline.receipt_kind` of a row holding the message itself.
-const MESSAGE_ROW: i64 = 0;
+pub(super) const MESSAGE_ROW: i64 = 0;
 
 #[derive(FromRow)]
 struct UnreadRow {
@@ -91,8 +91,11 @@ pub(super) async fn claim(pool: &MySqlPool, row_id: u64) -> StoreResult<bool> {
     Ok(done.rows_affected() == 1)
 }
 
-/// The row of `key` among a user's rows: (msg_id, receipt_kind, receipt_by).
-fn row_key(key: OfflineKey) -> (u64, i64, u64) {
+/// A row among a user's rows: (msg_id, receipt_kind, receipt_by).
+pub(super) type RowKey = (u64, i64, u64);
+
+/// The row of `key` among a user's rows.
+pub(super) fn row_key(key: OfflineKey) -> RowKey {
     match key {
         OfflineKey::Message(msg_id) => (msg_id, MESSAGE_ROW, 0),
         OfflineKey::Receipt {
@@ -103,36 +106,23 @@ fn row_key(key: OfflineKey) -> (u64, i64, u64) {
     }
 }
 
-/// Rows are claimed in key order, so two pullers claiming overlapping sets
-/// lock them in the same order; the answer lists the claimed keys in the
-/// order asked.
+/// Rows per multi-row statement: its placeholders stay far under MySQL's
+/// 65,535, and one statement still covers a whole offline page.
+pub(super) const ROWS_PER_STATEMENT: usize = 1_000;
+
+/// The answer lists the claimed keys in the order asked.
 pub(super) async fn claim_keys(
     pool: &MySqlPool,
     user: UserId,
     keys: &[OfflineKey],
 ) -> StoreResult<Vec<OfflineKey>> {
-    let mut ordered: Vec<(u64, i64, u64)> = keys.iter().map(|&key| row_key(key)).collect();
+    let mut ordered: Vec<RowKey> = keys.iter().map(|&key| row_key(key)).collect();
     ordered.sort_unstable();
     ordered.dedup();
     let ordered = &ordered;
-    let claimed: HashSet<(u64, i64, u64)> = retry(|| async move {
+    let claimed = retry(|| async move {
         let mut tx = pool.begin().await?;
-        let mut claimed = HashSet::new();
-        for &(msg_id, kind, by_user) in ordered {
-            let done = sqlx::query(
-                "UPDATE offline SET has_read = 1 WHERE user_id = ? AND msg_id = ? \
-                 AND receipt_kind = ? AND receipt_by = ? AND has_read = 0",
-            )
-            .bind(sql_int(user))
-            .bind(sql_int(msg_id))
-            .bind(kind)
-            .bind(sql_int(by_user))
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 1 {
-                claimed.insert((msg_id, kind, by_user));
-            }
-        }
+        let claimed = claim_rows(&mut tx, user, ordered).await?;
         tx.commit().await?;
         Ok(claimed)
     })
@@ -145,8 +135,60 @@ pub(super) async fn claim_keys(
         .collect())
 }
 
-/// One statement per row inside one transaction, in id order so that two
-/// releases of overlapping rows do not deadlock.
+/// Claims those of `user`'s rows `keys` (sorted) names that are unread, in
+/// two statements per [`ROWS_PER_STATEMENT`] keys rather than one per row: a
+/// locking read of the rows, which sees the latest commit and holds them to
+/// the end of the transaction, then one update of the unread ones by id.
+/// The read walks the unique key in msg_id order, so two claims of
+/// overlapping rows lock them in the same order and one waits for the
+/// other, then finds them read. Returns the keys it claimed.
+pub(super) async fn claim_rows(
+    tx: &mut MySqlConnection,
+    user: UserId,
+    keys: &[RowKey],
+) -> StoreResult<HashSet<RowKey>> {
+    let mut claimed = HashSet::new();
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let mut msg_ids: Vec<u64> = chunk.iter().map(|k| k.0).collect();
+        msg_ids.dedup();
+        let mut select = QueryBuilder::<MySql>::new(
+            "SELECT id, msg_id, receipt_kind, receipt_by, has_read \
+             FROM offline FORCE INDEX (offline_row) WHERE user_id = ",
+        );
+        select.push_bind(sql_int(user)).push(" AND msg_id IN (");
+        let mut list = select.separated(", ");
+        for msg_id in msg_ids {
+            list.push_bind(sql_int(msg_id));
+        }
+        select.push(") FOR UPDATE");
+        let rows: Vec<(i64, i64, i64, i64, i64)> =
+            select.build_query_as().fetch_all(&mut *tx).await?;
+        let mut won = Vec::new();
+        for (id, msg_id, kind, by_user, has_read) in rows {
+            let key = (api_int(msg_id), kind, api_int(by_user));
+            if has_read == 0 && chunk.binary_search(&key).is_ok() {
+                won.push(id);
+                claimed.insert(key);
+            }
+        }
+        if won.is_empty() {
+            continue;
+        }
+        let mut update =
+            QueryBuilder::<MySql>::new("UPDATE offline SET has_read = 1 WHERE id IN (");
+        let mut list = update.separated(", ");
+        for id in won {
+            list.push_bind(id);
+        }
+        update.push(")");
+        update.build().execute(&mut *tx).await?;
+    }
+    Ok(claimed)
+}
+
+/// One statement per [`ROWS_PER_STATEMENT`] rows, inside one transaction;
+/// the ids are sorted, so two releases of overlapping rows lock them in the
+/// same order.
 pub(super) async fn release(pool: &MySqlPool, row_ids: &[u64]) -> StoreResult<()> {
     let mut ordered = row_ids.to_vec();
     ordered.sort_unstable();
@@ -154,11 +196,15 @@ pub(super) async fn release(pool: &MySqlPool, row_ids: &[u64]) -> StoreResult<()
     let ordered = &ordered;
     retry(|| async move {
         let mut tx = pool.begin().await?;
-        for &row_id in ordered {
-            sqlx::query("UPDATE offline SET has_read = 0 WHERE id = ?")
-                .bind(sql_int(row_id))
-                .execute(&mut *tx)
-                .await?;
+        for chunk in ordered.chunks(ROWS_PER_STATEMENT) {
+            let mut update =
+                QueryBuilder::<MySql>::new("UPDATE offline SET has_read = 0 WHERE id IN (");
+            let mut list = update.separated(", ");
+            for &row_id in chunk {
+                list.push_bind(sql_int(row_id));
+            }
+            update.push(")");
+            update.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -14,6 +14,7 @@ backend_tests!(
     reading_makes_one_read_receipt_per_message_from_others,
     the_read_cursor_never_goes_back_nor_past_the_last_message,
     only_members_mark_read_and_never_before_joining,
+    a_burst_larger_than_one_statement_is_claimed_and_receipted_once_in_order,
 );
 
 async fn the_first_device_to_ack_makes_the_delivered_receipt(db: &Fixture) {
@@ -259,4 +260,64 @@ async fn only_members_mark_read_and_never_before_joining(db: &Fixture) {
     );
     let error = db.mark_read(eve, &conversation, 2).await.unwrap_err();
     assert!(matches!(error, StoreError::Forbidden), "{error:?}");
+}
+
+/// A connector reports a burst of acks at once, and a backend may split a
+/// large one over several statements: every message still gets exactly one
+/// receipt, in the acks' order, and every offline row is claimed once.
+async fn a_burst_larger_than_one_statement_is_claimed_and_receipted_once_in_order(db: &Fixture) {
+    const BURST: usize = 2_500;
+    let alice = db.new_user("alice").await;
+    let bob = db.new_user("bob").await;
+    db.befriend(alice, bob).await;
+    let batch: Vec<_> = (0..BURST)
+        .map(|i| crate::text(alice, Target::User(bob), &format!("m{i}"), &[bob]))
+        .collect();
+    let sent: Vec<_> = db
+        .append_messages(&batch)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.message)
+        .collect();
+
+    // Half the rows are claimed by a pull first; the acks claim the rest.
+    let pulled: Vec<OfflineKey> = sent
+        .iter()
+        .step_by(2)
+        .map(|m| OfflineKey::Message(m.msg_id))
+        .collect();
+    let claimed = db.claim_offline_keys(bob, &pulled).await.unwrap();
+    assert_eq!(claimed, pulled);
+    assert!(db
+        .claim_offline_keys(bob, &pulled)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Acked newest first: the receipts follow the acks' order.
+    let acks: Vec<_> = sent.iter().rev().map(ack).collect();
+    let receipts = db.mark_delivered(bob, "phone", &acks).await.unwrap();
+    let receipted: Vec<_> = receipts.iter().map(|r| r.msg_id).collect();
+    let expected: Vec<_> = sent.iter().rev().map(|m| m.msg_id).collect();
+    assert_eq!(receipted, expected);
+    assert!(db.offline_unread(bob, 10).await.unwrap().is_empty());
+    assert!(db
+        .mark_delivered(bob, "laptop", &acks)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Alice has one receipt row per message, queued in the acks' order.
+    let rows = db.offline_unread(alice, BURST as u32 + 1).await.unwrap();
+    let queued: Vec<_> = rows
+        .iter()
+        .map(|r| match &r.item {
+            OfflineItem::Receipt(receipt) => receipt.msg_id,
+            other => panic!("not a receipt: {other:?}"),
+        })
+        .collect();
+    assert_eq!(queued, expected);
+    let cursors = db.device_cursors(bob, "phone").await.unwrap();
+    assert_eq!(cursors[0].cursor, BURST as u64);
 }
