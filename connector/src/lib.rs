@@ -9,6 +9,7 @@ mod config;
 mod link;
 mod mailbox;
 mod registry;
+mod report;
 mod server;
 mod session;
 mod transport;

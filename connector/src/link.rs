@@ -20,6 +20,7 @@ use tracing::Instrument;
 
 use crate::mailbox::{release_if_empty, Event};
 use crate::registry::Registration;
+use crate::report::{Reporter, Reports};
 use crate::session::{self, Delivery, Session};
 use crate::transport::Conn;
 use crate::Connector;
@@ -144,6 +145,8 @@ struct Link {
     /// before catch-up and pushes.
     responses: VecDeque<Body>,
     pending: FuturesOrdered<BoxFuture<'static, SendResult>>,
+    /// Acks on their way to the store.
+    reports: Reports,
     last_seen: Instant,
 }
 
@@ -159,6 +162,7 @@ impl Link {
             reorder,
             responses: VecDeque::new(),
             pending: FuturesOrdered::new(),
+            reports: Reports::default(),
             last_seen: Instant::now(),
         }
     }
@@ -180,12 +184,13 @@ impl Link {
             // idle timeout.
             let retransmit_due = retransmit_at.filter(|at| *at <= idle_at);
             let wake_at = retransmit_due.unwrap_or(idle_at);
-            let live = self.session.queue.is_empty() && !self.window.is_full();
+            let live = self.session.queue.is_empty() && !self.window_is_full();
             // Pushes were dropped (the queue was full): once everything
             // queued and sent is through (and the acks have claimed their
             // receipts), what is still unclaimed in the store is what was
             // dropped.
-            let caught_up = live && self.window.is_empty() && mailbox.is_empty();
+            let caught_up =
+                live && self.window.is_empty() && self.reports.is_idle() && mailbox.is_empty();
             // Kills come with pushes, before the client's frames: a client
             // that never stops sending cannot hold off its own kill.
             //
@@ -204,9 +209,15 @@ impl Link {
                     self.answer_send(done);
                     Ok(())
                 }
+                _ = self.reports.written(Reporter::of(&self.ctx, &self.session)), if self.reports.is_writing() => Ok(()),
                 event = mailbox.next(live, caught_up) => match event {
                     Event::Killed(code) => Err(Close::with(code, kill_message(code))),
                     Event::Push(push) => {
+                        // A resync reads what is still unclaimed: first
+                        // claim what the device acked.
+                        if matches!(push, Push::Resync) {
+                            Box::pin(self.flush_reports()).await;
+                        }
                         let store = self.ctx.store.as_ref();
                         match Box::pin(self.session.on_push(store, push)).await {
                             Ok(None) => Ok(()),
@@ -293,11 +304,17 @@ impl Link {
         Ok(())
     }
 
+    /// No room for another frame: the ACK window is full, or so many acks
+    /// wait to be written that nothing new goes out until they are.
+    fn window_is_full(&self) -> bool {
+        self.window.is_full() || self.reports.is_backed_up()
+    }
+
     /// Moves queued frames into the ACK window while it has room, then
     /// flushes once: one write per wakeup, not per frame.
     async fn write_out(&mut self) -> Result<(), Close> {
         let now = Instant::now().into_std();
-        while !self.window.is_full() {
+        while !self.window_is_full() {
             let (body, delivery) = match self.responses.pop_front() {
                 Some(body) => (body, Delivery::Nothing),
                 None => match self.session.queue.pop_front() {
@@ -336,7 +353,8 @@ impl Link {
             Some(Body::Ack(ack)) if frame.id == 0 => {
                 let done = self.window.on_ack(ack.id);
                 let acked = self.session.acked(done);
-                self.report(acked).await;
+                self.reports
+                    .add(acked, Reporter::of(&self.ctx, &self.session));
                 return Ok(());
             }
             Some(Body::Ping(ping)) if frame.id == 0 => {
@@ -393,6 +411,9 @@ impl Link {
                 }
             }
             Some(Body::MarkRead(read)) => {
+                // DELIVERED before READ: what the device acked is written
+                // first.
+                self.flush_reports().await;
                 if let Err(e) = self
                     .ctx
                     .transfer
@@ -442,35 +463,10 @@ impl Link {
         }));
     }
 
-    /// Reports acked messages and receipts. One that fails (the store or
-    /// every transfer is down) is retried in the background, so the link
-    /// goes on and the senders still get their DELIVERED; cursors only
-    /// ever move forward, so a late report is harmless.
-    async fn report(&mut self, acked: session::Acked) {
-        let (user, device) = (self.session.user, self.session.device.as_str());
-        if !acked.messages.is_empty() {
-            let transfer = &self.ctx.transfer;
-            if let Err(error) = transfer.delivered(user, device, &acked.messages).await {
-                tracing::warn!(%error, "recording delivery failed; retrying");
-                let (transfer, device) = (transfer.clone(), device.to_owned());
-                tokio::spawn(retry_report(move || {
-                    let (transfer, device, messages) =
-                        (transfer.clone(), device.clone(), acked.messages.clone());
-                    async move { transfer.delivered(user, &device, &messages).await }
-                }));
-            }
-        }
-        if !acked.receipts.is_empty() {
-            let transfer = &self.ctx.transfer;
-            if let Err(error) = transfer.receipts_delivered(user, &acked.receipts).await {
-                tracing::warn!(%error, "recording receipt delivery failed; retrying");
-                let transfer = transfer.clone();
-                tokio::spawn(retry_report(move || {
-                    let (transfer, receipts) = (transfer.clone(), acked.receipts.clone());
-                    async move { transfer.receipts_delivered(user, &receipts).await }
-                }));
-            }
-        }
+    /// Writes everything the device acked so far.
+    async fn flush_reports(&mut self) {
+        let to = Reporter::of(&self.ctx, &self.session);
+        self.reports.flush(to).await;
     }
 
     async fn retransmit(&mut self) -> Result<(), Close> {
@@ -522,7 +518,9 @@ impl Link {
             self.session.note_queued_own(&push);
         }
         let own = self.session.acked(Vec::new());
-        self.report(own).await;
+        let to = Reporter::of(&self.ctx, &self.session);
+        self.reports.add(own, to);
+        self.reports.flush(to).await;
     }
 }
 
@@ -535,28 +533,3 @@ fn kill_message(code: ErrorCode) -> &'static str {
         _ => "link closed by server",
     }
 }
-
-/// Retries a failed report with doubling waits for about a minute; after
-/// that the device's cursor stays where it was, so it gets those messages
-/// again at its next login and acks them again.
-async fn retry_report<F, Fut>(report: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<(), TransferError>>,
-{
-    let mut wait = Duration::from_millis(200);
-    let mut waited = Duration::ZERO;
-    while waited < REPORT_RETRY_FOR {
-        tokio::time::sleep(wait).await;
-        waited += wait;
-        wait = (wait * 2).min(Duration::from_secs(5));
-        match report().await {
-            Ok(()) => return,
-            Err(error) => tracing::debug!(%error, "report still failing"),
-        }
-    }
-    tracing::warn!("report given up; the device gets those messages again at its next login");
-}
-
-/// How long a failed report is retried.
-const REPORT_RETRY_FOR: Duration = Duration::from_secs(60);
