@@ -247,9 +247,15 @@ pub async fn run_worker(
                 _ => break,
             }
         }
+        let started = std::time::Instant::now();
         if !write_batch(&batch, store.as_ref(), listener.as_ref(), &shutdown).await {
             break;
         }
+        tracing::debug!(
+            records = batch.len(),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "batch stored and routed"
+        );
         let mut offsets = TopicPartitionList::new();
         for m in &batch {
             // Later offsets of a partition overwrite earlier ones.

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use futures::future::BoxFuture;
 use im_offline_worker::{LogError, Pending, Submission};
 use im_proto::v1::{ContentType, SendMessage};
 use im_proto::ErrorCode;
@@ -15,11 +16,31 @@ const MAX_CLIENT_MSG_ID: usize = 64;
 const MAX_TEXT_BYTES: usize = 16 * 1024;
 
 /// Resolves to the stored message once it is durable.
-pub struct PendingSend(Pending);
+pub struct PendingSend {
+    /// In a cluster, the transfer's answer to the submit (its checks and
+    /// the Kafka ack), which a refusal ends the send with.
+    accepted: Option<BoxFuture<'static, Result<(), TransferError>>>,
+    stored: Pending,
+}
 
 impl PendingSend {
-    pub(crate) fn new(pending: Pending) -> Self {
-        PendingSend(pending)
+    pub(crate) fn new(stored: Pending) -> Self {
+        PendingSend {
+            accepted: None,
+            stored,
+        }
+    }
+
+    /// A send that is durable once `accepted` is through and `stored` has
+    /// the stored message.
+    pub(crate) fn after(
+        accepted: BoxFuture<'static, Result<(), TransferError>>,
+        stored: Pending,
+    ) -> Self {
+        PendingSend {
+            accepted: Some(accepted),
+            stored,
+        }
     }
 }
 
@@ -27,7 +48,14 @@ impl Future for PendingSend {
     type Output = Result<Appended, TransferError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx).map(|r| match r {
+        if let Some(accepted) = &mut self.accepted {
+            match accepted.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Ready(Ok(())) => self.accepted = None,
+            }
+        }
+        Pin::new(&mut self.stored).poll(cx).map(|r| match r {
             Ok(Ok(appended)) => Ok(appended),
             Ok(Err(LogError::Closed)) | Err(_) => Err(TransferError::new(
                 ErrorCode::ShuttingDown,

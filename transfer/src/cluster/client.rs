@@ -3,12 +3,14 @@
 //! drops, and sends each call to one of them.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use dashmap::DashMap;
+use futures::FutureExt;
 use im_offline_worker::{CommitListener, Committed, LogError};
 use im_proto::internal::envelope::Body;
 use im_proto::internal::{
@@ -124,6 +126,18 @@ impl TransferClient {
     /// same transfer while it is up, so one device's calls keep their
     /// order) and waits for its reply.
     pub async fn call(&self, route: u64, op: call::Op) -> Result<(), TransferError> {
+        self.queue_call(route, op).await?.await
+    }
+
+    /// Queues `op` as [`call`](Self::call) does and returns the wait for
+    /// its reply. Calls queued one after another reach the transfer in that
+    /// order, whether or not the caller waits for each reply first.
+    pub async fn queue_call(
+        &self,
+        route: u64,
+        op: call::Op,
+    ) -> Result<impl Future<Output = Result<(), TransferError>> + Send + 'static, TransferError>
+    {
         let n = self.slots.len();
         let live = (0..n)
             .map(|k| &self.slots[(route as usize).wrapping_add(k) % n.max(1)])
@@ -157,18 +171,21 @@ impl TransferClient {
                 ));
             }
         }
-        match tokio::time::timeout_at(deadline, reply).await {
-            Ok(Ok(result)) => result,
-            // The link dropped: whether the call took effect is unknown.
-            Ok(Err(_)) => Err(unavailable()),
-            Err(_) => {
-                live.waiting.lock().expect("waiting lock").remove(&call_id);
-                Err(TransferError::new(
-                    ErrorCode::Internal,
-                    "transfer did not answer in time",
-                ))
+        let waiting = live.waiting;
+        Ok(async move {
+            match tokio::time::timeout_at(deadline, reply).await {
+                Ok(Ok(result)) => result,
+                // The link dropped: whether the call took effect is unknown.
+                Ok(Err(_)) => Err(unavailable()),
+                Err(_) => {
+                    waiting.lock().expect("waiting lock").remove(&call_id);
+                    Err(TransferError::new(
+                        ErrorCode::Internal,
+                        "transfer did not answer in time",
+                    ))
+                }
             }
-        }
+        })
     }
 }
 
@@ -473,13 +490,27 @@ impl TransferApi for RemoteTransfer {
             device: device.to_owned(),
             send: Some(send),
         });
-        match self.client.call(user, op).await {
-            Ok(()) => Ok(PendingSend::new(pending)),
+        // Returns once the call is queued on the link, in this link's order,
+        // not once the transfer answered: a connector link waiting out each
+        // answer (the check and the Kafka ack, one internal round trip
+        // each way) before reading its next frame could take only a few
+        // dozen sends a second. The answer comes ahead of the SENT.
+        let answer = match self.client.queue_call(user, op).await {
+            Ok(answer) => answer,
             Err(error) => {
                 self.sends.waiting.remove(&key);
-                Err(error)
+                return Err(error);
             }
-        }
+        };
+        let sends = self.sends.clone();
+        let accepted = async move {
+            let answered = answer.await;
+            if answered.is_err() {
+                sends.waiting.remove(&key);
+            }
+            answered
+        };
+        Ok(PendingSend::after(accepted.boxed(), pending))
     }
 
     async fn delivered(
