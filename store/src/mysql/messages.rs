@@ -1,14 +1,14 @@
 //! Appending messages (the group commit), reading them back, and the
 //! conversation list.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::{FromRow, MySql, MySqlConnection, MySqlPool, QueryBuilder};
 
 use super::begin_snapshot;
 use super::retry::retry_when;
 use super::rows::{
-    api_int, is_duplicate, message_columns, parse_conversation, sql_int, MessageRow, Text,
+    api_int, corrupt, is_duplicate, message_columns, parse_conversation, sql_int, MessageRow, Text,
 };
 use crate::types::{
     conversation_of, now_ms, Appended, ConversationSummary, NewMessage, StoredMessage, Target,
@@ -55,8 +55,15 @@ async fn append_once(
 
     // Which messages are resends: of one stored earlier, or of one earlier in
     // this batch.
-    let mut plans = Vec::with_capacity(batch.len());
+    let mut keys: Vec<(UserId, &str)> = batch
+        .iter()
+        .map(|m| (m.from_user, m.client_msg_id.as_str()))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut earlier = stored_by_client_id(&mut tx, &keys).await?;
     let mut first_of: HashMap<(UserId, &str), usize> = HashMap::new();
+    let mut plans = Vec::with_capacity(batch.len());
     for (index, message) in batch.iter().enumerate() {
         let key = (message.from_user, message.client_msg_id.as_str());
         if let Some(&first) = first_of.get(&key) {
@@ -64,17 +71,8 @@ async fn append_once(
             continue;
         }
         first_of.insert(key, index);
-        let earlier: Option<MessageRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            message_columns!(),
-            " FROM messages m WHERE m.from_user = ? AND m.client_msg_id = ?"
-        ))
-        .bind(sql_int(message.from_user))
-        .bind(&message.client_msg_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        plans.push(match earlier {
-            Some(row) => Planned::Stored(row.into()),
+        plans.push(match earlier.remove(&(key.0, key.1.to_owned())) {
+            Some(stored) => Planned::Stored(stored),
             None => Planned::New,
         });
     }
@@ -98,20 +96,50 @@ async fn append_once(
                 });
         }
     }
-    for (conversation, allocator) in &mut allocators {
-        allocator.last_seq =
-            lock_conversation(&mut tx, conversation, allocator.kind, sent_at_ms).await?;
-    }
+    lock_conversations(&mut tx, &mut allocators, sent_at_ms).await?;
 
-    // Stored in batch order; a resend of a message earlier in the batch
+    // Each new message takes the next seq of its conversation, in batch
+    // order.
+    let mut new: Vec<NewRow> = Vec::new();
+    for (index, (message, plan)) in batch.iter().zip(&plans).enumerate() {
+        if let Planned::New = plan {
+            let conversation_id = conversation_of(message.from_user, message.target);
+            let allocator = allocators
+                .get_mut(&conversation_id)
+                .expect("every conversation of a new message is locked");
+            allocator.last_seq += 1;
+            new.push(NewRow {
+                index,
+                seq: allocator.last_seq,
+                conversation_id,
+                msg_id: 0,
+            });
+        }
+    }
+    insert_messages(&mut tx, batch, &mut new, sent_at_ms).await?;
+    for row in &new {
+        allocators
+            .get_mut(&row.conversation_id)
+            .expect("locked above")
+            .last_msg_id = Some(row.msg_id);
+    }
+    insert_offline_rows(&mut tx, batch, &new).await?;
+    update_conversations(&mut tx, &allocators, sent_at_ms).await?;
+    tx.commit().await?;
+
+    // Answered in batch order; a resend of a message earlier in the batch
     // comes after it, and is answered with it.
+    let mut new = new.into_iter().peekable();
     let mut appended: Vec<Appended> = Vec::with_capacity(batch.len());
-    for (message, plan) in batch.iter().zip(plans) {
+    for (index, (message, plan)) in batch.iter().zip(plans).enumerate() {
         let next = match plan {
-            Planned::New => Appended {
-                message: insert(&mut tx, &mut allocators, message, sent_at_ms).await?,
-                duplicate: false,
-            },
+            Planned::New => {
+                let row = new.next().filter(|r| r.index == index).expect("in order");
+                Appended {
+                    message: stored_message(message, row, sent_at_ms),
+                    duplicate: false,
+                }
+            }
             Planned::Stored(message) => Appended {
                 message,
                 duplicate: true,
@@ -123,113 +151,237 @@ async fn append_once(
         };
         appended.push(next);
     }
-    for (conversation, allocator) in &allocators {
-        sqlx::query(
-            "UPDATE conversations SET last_seq = ?, last_msg_id = ?, updated_at_ms = ? \
-             WHERE id = ?",
-        )
-        .bind(allocator.last_seq)
-        .bind(allocator.last_msg_id)
-        .bind(sql_int(sent_at_ms))
-        .bind(conversation)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
     Ok(appended)
 }
 
-/// Creates the conversation if it is new and locks its row; returns its last
-/// seq. The insert's no-op update takes the row's exclusive lock at once: a
-/// shared lock first (what `INSERT IGNORE` takes on an existing row) would
-/// have to be upgraded by the `FOR UPDATE`, and two batches upgrading the same
-/// row deadlock.
-async fn lock_conversation(
-    conn: &mut MySqlConnection,
-    conversation: &str,
-    kind: &str,
-    sent_at_ms: u64,
-) -> StoreResult<i64> {
-    sqlx::query(
-        "INSERT INTO conversations (id, kind, updated_at_ms) VALUES (?, ?, ?) \
-         ON DUPLICATE KEY UPDATE id = id",
-    )
-    .bind(conversation)
-    .bind(kind)
-    .bind(sql_int(sent_at_ms))
-    .execute(&mut *conn)
-    .await?;
-    let last_seq = sqlx::query_scalar("SELECT last_seq FROM conversations WHERE id = ? FOR UPDATE")
-        .bind(conversation)
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok(last_seq)
+/// A message of the batch that is new: where it goes, and its msg_id once
+/// inserted.
+struct NewRow {
+    index: usize,
+    conversation_id: String,
+    seq: i64,
+    msg_id: i64,
 }
 
-/// Stores one new message: the next seq of its (locked) conversation, a new
-/// msg_id, and an unread offline row per recipient.
-async fn insert(
-    conn: &mut MySqlConnection,
-    allocators: &mut BTreeMap<String, Allocator>,
-    message: &NewMessage,
-    sent_at_ms: u64,
-) -> StoreResult<StoredMessage> {
-    let conversation_id = conversation_of(message.from_user, message.target);
-    let (to_user, to_group) = match message.target {
-        Target::User(user) => (user, 0),
-        Target::Group(group) => (0, group),
-    };
-    let allocator = allocators
-        .get_mut(&conversation_id)
-        .expect("every conversation of a new message is locked");
-    allocator.last_seq += 1;
-    let seq = allocator.last_seq;
-    let file = message.file.as_ref();
-    let msg_id = sqlx::query(
-        "INSERT INTO messages (conversation_id, seq, from_user, to_user, to_group, \
-         client_msg_id, content_type, text, file_id, file_name, file_mime, file_size, \
-         sent_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&conversation_id)
-    .bind(seq)
-    .bind(sql_int(message.from_user))
-    .bind(sql_int(to_user))
-    .bind(sql_int(to_group))
-    .bind(&message.client_msg_id)
-    .bind(message.content_type)
-    .bind(&message.text)
-    .bind(file.map(|f| f.file_id.as_str()))
-    .bind(file.map(|f| f.name.as_str()))
-    .bind(file.map(|f| f.mime.as_str()))
-    .bind(file.map(|f| sql_int(f.size)))
-    .bind(sql_int(sent_at_ms))
-    .execute(&mut *conn)
-    .await?
-    .last_insert_id();
-    let msg_id = sql_int(msg_id);
-    allocator.last_msg_id = Some(msg_id);
+/// Messages per multi-row statement: 14 placeholders each, far under the
+/// 65,535 a statement may carry.
+const MESSAGES_PER_STATEMENT: usize = 1000;
 
-    // The sender has the message already; a recipient listed twice gets one
-    // row. Rows are numbered in the order the recipients are listed.
-    let mut recipients: Vec<UserId> = Vec::with_capacity(message.recipients.len());
-    for &recipient in &message.recipients {
-        if recipient != message.from_user && !recipients.contains(&recipient) {
-            recipients.push(recipient);
+/// The stored messages among `keys` (sender, client id), by key. One
+/// statement per [`MESSAGES_PER_STATEMENT`] keys, each key a point on the
+/// `(from_user, client_msg_id)` unique key.
+async fn stored_by_client_id(
+    tx: &mut MySqlConnection,
+    keys: &[(UserId, &str)],
+) -> StoreResult<HashMap<(UserId, String), StoredMessage>> {
+    let mut stored = HashMap::new();
+    for chunk in keys.chunks(MESSAGES_PER_STATEMENT) {
+        let mut select = QueryBuilder::<MySql>::new(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages m WHERE "
+        ));
+        for (i, (from_user, client_msg_id)) in chunk.iter().enumerate() {
+            if i > 0 {
+                select.push(" OR ");
+            }
+            select
+                .push("(m.from_user = ")
+                .push_bind(sql_int(*from_user))
+                .push(" AND m.client_msg_id = ")
+                .push_bind(*client_msg_id)
+                .push(")");
+        }
+        let rows: Vec<MessageRow> = select.build_query_as().fetch_all(&mut *tx).await?;
+        for row in rows {
+            let message = StoredMessage::from(row);
+            stored.insert((message.from_user, message.client_msg_id.clone()), message);
         }
     }
-    for chunk in recipients.chunks(OFFLINE_ROWS_PER_INSERT) {
+    Ok(stored)
+}
+
+/// Creates the conversations that are new and locks every row, in id
+/// order; sets each allocator's last seq. The insert's no-op update takes
+/// each row's exclusive lock at once: a shared lock first (what `INSERT
+/// IGNORE` takes on an existing row) would have to be upgraded by the `FOR
+/// UPDATE`, and two batches upgrading the same row deadlock.
+async fn lock_conversations(
+    tx: &mut MySqlConnection,
+    allocators: &mut BTreeMap<String, Allocator>,
+    sent_at_ms: u64,
+) -> StoreResult<()> {
+    let all: Vec<(&String, &'static str)> = allocators.iter().map(|(c, a)| (c, a.kind)).collect();
+    let mut last_seqs: HashMap<String, i64> = HashMap::with_capacity(all.len());
+    for chunk in all.chunks(MESSAGES_PER_STATEMENT) {
+        QueryBuilder::<MySql>::new("INSERT INTO conversations (id, kind, updated_at_ms) ")
+            .push_values(chunk, |mut row, (conversation, kind)| {
+                row.push_bind(conversation.as_str())
+                    .push_bind(*kind)
+                    .push_bind(sql_int(sent_at_ms));
+            })
+            .push(" ON DUPLICATE KEY UPDATE id = id")
+            .build()
+            .execute(&mut *tx)
+            .await?;
+        let mut select =
+            QueryBuilder::<MySql>::new("SELECT id, last_seq FROM conversations WHERE id IN (");
+        let mut list = select.separated(", ");
+        for (conversation, _) in chunk {
+            list.push_bind(conversation.as_str());
+        }
+        select.push(") FOR UPDATE");
+        let rows: Vec<(Text, i64)> = select.build_query_as().fetch_all(&mut *tx).await?;
+        last_seqs.extend(rows.into_iter().map(|(id, seq)| (id.0, seq)));
+    }
+    for (conversation, allocator) in allocators.iter_mut() {
+        allocator.last_seq = *last_seqs
+            .get(conversation)
+            .ok_or_else(|| corrupt(format!("conversation {conversation} not locked")))?;
+    }
+    Ok(())
+}
+
+/// Inserts the new messages in batch order and reads back the msg_id each
+/// was given (by its conversation and seq: ids are increasing within a
+/// statement, but consecutive only under some `innodb_autoinc_lock_mode`s).
+async fn insert_messages(
+    tx: &mut MySqlConnection,
+    batch: &[NewMessage],
+    new: &mut [NewRow],
+    sent_at_ms: u64,
+) -> StoreResult<()> {
+    for chunk in new.chunks_mut(MESSAGES_PER_STATEMENT) {
+        QueryBuilder::<MySql>::new(
+            "INSERT INTO messages (conversation_id, seq, from_user, to_user, to_group, \
+             client_msg_id, content_type, text, file_id, file_name, file_mime, file_size, \
+             sent_at_ms) ",
+        )
+        .push_values(chunk.iter(), |mut row, new| {
+            let message = &batch[new.index];
+            let (to_user, to_group) = targets(message.target);
+            let file = message.file.as_ref();
+            row.push_bind(new.conversation_id.as_str())
+                .push_bind(new.seq)
+                .push_bind(sql_int(message.from_user))
+                .push_bind(sql_int(to_user))
+                .push_bind(sql_int(to_group))
+                .push_bind(message.client_msg_id.as_str())
+                .push_bind(message.content_type)
+                .push_bind(message.text.as_str())
+                .push_bind(file.map(|f| f.file_id.as_str()))
+                .push_bind(file.map(|f| f.name.as_str()))
+                .push_bind(file.map(|f| f.mime.as_str()))
+                .push_bind(file.map(|f| sql_int(f.size)))
+                .push_bind(sql_int(sent_at_ms));
+        })
+        .build()
+        .execute(&mut *tx)
+        .await?;
+        let mut select =
+            QueryBuilder::<MySql>::new("SELECT conversation_id, seq, msg_id FROM messages WHERE ");
+        for (i, new) in chunk.iter().enumerate() {
+            if i > 0 {
+                select.push(" OR ");
+            }
+            select
+                .push("(conversation_id = ")
+                .push_bind(new.conversation_id.as_str())
+                .push(" AND seq = ")
+                .push_bind(new.seq)
+                .push(")");
+        }
+        let rows: Vec<(Text, i64, i64)> = select.build_query_as().fetch_all(&mut *tx).await?;
+        let ids: HashMap<(String, i64), i64> = rows
+            .into_iter()
+            .map(|(conversation, seq, msg_id)| ((conversation.0, seq), msg_id))
+            .collect();
+        for new in chunk.iter_mut() {
+            new.msg_id = *ids
+                .get(&(new.conversation_id.clone(), new.seq))
+                .ok_or_else(|| corrupt(format!("message {} not read back", new.seq)))?;
+        }
+    }
+    Ok(())
+}
+
+/// An unread offline row per recipient of each new message, numbered in
+/// batch order and, within a message, in the order its recipients are
+/// listed. The sender has the message already; a recipient listed twice
+/// gets one row.
+async fn insert_offline_rows(
+    tx: &mut MySqlConnection,
+    batch: &[NewMessage],
+    new: &[NewRow],
+) -> StoreResult<()> {
+    let mut rows: Vec<(i64, i64)> = Vec::new();
+    let mut seen: HashSet<UserId> = HashSet::new();
+    for new in new {
+        let message = &batch[new.index];
+        seen.clear();
+        for &recipient in &message.recipients {
+            if recipient != message.from_user && seen.insert(recipient) {
+                rows.push((sql_int(recipient), new.msg_id));
+            }
+        }
+    }
+    for chunk in rows.chunks(OFFLINE_ROWS_PER_INSERT) {
         QueryBuilder::<MySql>::new("INSERT INTO offline (user_id, msg_id) ")
-            .push_values(chunk, |mut row, &recipient| {
-                row.push_bind(sql_int(recipient)).push_bind(msg_id);
+            .push_values(chunk, |mut row, &(user, msg_id)| {
+                row.push_bind(user).push_bind(msg_id);
             })
             .build()
-            .execute(&mut *conn)
+            .execute(&mut *tx)
             .await?;
     }
-    Ok(StoredMessage {
-        msg_id: api_int(msg_id),
-        conversation_id,
-        seq: api_int(seq),
+    Ok(())
+}
+
+/// Moves each locked conversation to its new last message, in one
+/// statement: every row exists and is locked, so the upsert only updates.
+async fn update_conversations(
+    tx: &mut MySqlConnection,
+    allocators: &BTreeMap<String, Allocator>,
+    sent_at_ms: u64,
+) -> StoreResult<()> {
+    let all: Vec<(&String, &Allocator)> = allocators.iter().collect();
+    for chunk in all.chunks(MESSAGES_PER_STATEMENT) {
+        QueryBuilder::<MySql>::new(
+            "INSERT INTO conversations (id, kind, last_seq, last_msg_id, updated_at_ms) ",
+        )
+        .push_values(chunk, |mut row, (conversation, allocator)| {
+            row.push_bind(conversation.as_str())
+                .push_bind(allocator.kind)
+                .push_bind(allocator.last_seq)
+                .push_bind(allocator.last_msg_id)
+                .push_bind(sql_int(sent_at_ms));
+        })
+        .push(
+            " ON DUPLICATE KEY UPDATE last_seq = VALUES(last_seq), \
+             last_msg_id = VALUES(last_msg_id), updated_at_ms = VALUES(updated_at_ms)",
+        )
+        .build()
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// `to_user` and `to_group` of a message to `target`; the other is 0.
+fn targets(target: Target) -> (UserId, u64) {
+    match target {
+        Target::User(user) => (user, 0),
+        Target::Group(group) => (0, group),
+    }
+}
+
+/// What the store made of a new message of the batch.
+fn stored_message(message: &NewMessage, row: NewRow, sent_at_ms: u64) -> StoredMessage {
+    let (to_user, to_group) = targets(message.target);
+    StoredMessage {
+        msg_id: api_int(row.msg_id),
+        conversation_id: row.conversation_id,
+        seq: api_int(row.seq),
         from_user: message.from_user,
         to_user,
         to_group,
@@ -238,7 +390,7 @@ async fn insert(
         text: message.text.clone(),
         file: message.file.clone(),
         sent_at_ms,
-    })
+    }
 }
 
 pub(super) async fn after(
