@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use im_offline_worker::{CommitListener, Committed};
 use im_proto::Body;
-use im_store::{ReceiptRecord, UserId};
+use im_store::{ReceiptRecord, StoredMessage, UserId};
 use im_user_status::UserStatus;
 
 use crate::{Connectors, Notifier, Push};
@@ -78,19 +78,57 @@ impl Router {
 #[async_trait]
 impl CommitListener for Router {
     async fn committed(&self, batch: &[Committed]) {
+        // The recipients and the sender's other devices of many messages in
+        // one look-up: one per message took a batch of a few hundred as
+        // many status round trips, one after another, in the worker's
+        // loop. Bounded, so a batch of big-group messages does not hold
+        // every member of every message at once. Pushes still go out
+        // message by message, in batch order.
+        let mut messages = Vec::new();
+        let mut users = Vec::new();
+        let mut message_of = Vec::new();
         for c in batch.iter().filter(|c| !c.appended.duplicate) {
-            let message = Arc::new(c.appended.message.clone());
+            let index = messages.len();
             let origin: Arc<str> = c.origin_device.as_str().into();
-            // Recipients and the sender's other devices, in one look-up.
-            let mut users = Vec::with_capacity(c.recipients.len() + 1);
+            messages.push((Arc::new(c.appended.message.clone()), origin));
             users.push(c.from_user);
-            users.extend(c.recipients.iter().copied().filter(|u| *u != c.from_user));
-            self.fan_out(&users, |_| Push::Message {
+            message_of.push(index);
+            for &user in c.recipients.iter().filter(|u| **u != c.from_user) {
+                users.push(user);
+                message_of.push(index);
+            }
+            if users.len() >= USERS_PER_LOOKUP {
+                self.push_messages(&messages, &users, &message_of).await;
+                (messages, users, message_of) = (Vec::new(), Vec::new(), Vec::new());
+            }
+        }
+        self.push_messages(&messages, &users, &message_of).await;
+    }
+}
+
+/// Users past which a committed batch is looked up and pushed before the
+/// rest of it is gathered.
+const USERS_PER_LOOKUP: usize = 16_384;
+
+impl Router {
+    /// Pushes `messages[message_of[i]]` to `users[i]`, in one look-up.
+    async fn push_messages(
+        &self,
+        messages: &[(Arc<StoredMessage>, Arc<str>)],
+        users: &[UserId],
+        message_of: &[usize],
+    ) {
+        if users.is_empty() {
+            return;
+        }
+        self.fan_out(users, |i| {
+            let (message, origin) = &messages[message_of[i]];
+            Push::Message {
                 message: message.clone(),
                 origin_device: origin.clone(),
-            })
-            .await;
-        }
+            }
+        })
+        .await;
     }
 }
 
