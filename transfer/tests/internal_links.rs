@@ -111,6 +111,21 @@ async fn a_frame_the_peer_never_acks_is_sent_again_then_the_link_gives_up() {
     );
 }
 
+/// Runs the accepting side of an internal link on `sock`: what to send on
+/// it, and what arrives.
+fn serve_link(sock: TcpStream) -> (mpsc::Sender<Body>, mpsc::Receiver<Body>) {
+    let (out, out_rx) = mpsc::channel(64);
+    let (in_tx, incoming) = mpsc::channel(64);
+    tokio::spawn(run_peer(
+        peer_conn(sock),
+        quick(),
+        out_rx,
+        in_tx,
+        CancellationToken::new(),
+    ));
+    (out, incoming)
+}
+
 /// A stand-in transfer that answers every call, optionally with an error,
 /// and reports the Hello it got.
 async fn fake_transfer(fail: Option<ErrorCode>) -> (String, mpsc::Receiver<Hello>) {
@@ -121,15 +136,7 @@ async fn fake_transfer(fail: Option<ErrorCode>) -> (String, mpsc::Receiver<Hello
         while let Ok((sock, _)) = listener.accept().await {
             let hellos = hellos.clone();
             tokio::spawn(async move {
-                let (out, out_rx) = mpsc::channel(64);
-                let (in_tx, mut incoming) = mpsc::channel(64);
-                tokio::spawn(run_peer(
-                    peer_conn(sock),
-                    quick(),
-                    out_rx,
-                    in_tx,
-                    CancellationToken::new(),
-                ));
+                let (out, mut incoming) = serve_link(sock);
                 while let Some(body) = incoming.recv().await {
                     match body {
                         Body::Hello(h) => {
@@ -215,5 +222,75 @@ async fn with_no_transfer_reachable_a_call_fails_at_once_with_a_retryable_code()
         .expect("fails at once")
         .unwrap_err();
     assert_eq!(error.code, ErrorCode::ShuttingDown);
+    stop.cancel();
+}
+
+/// A stand-in transfer that answers nothing until `n` calls have arrived,
+/// then answers them all, and reports the users they named, in arrival
+/// order.
+async fn holding_transfer(n: usize) -> (String, mpsc::Receiver<Vec<u64>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (seen_tx, seen) = mpsc::channel(1);
+    tokio::spawn(async move {
+        let (sock, _) = listener.accept().await.unwrap();
+        let (out, mut incoming) = serve_link(sock);
+        let mut held = Vec::new();
+        while let Some(body) = incoming.recv().await {
+            if let Body::Call(c) = body {
+                held.push(c);
+                if held.len() == n {
+                    break;
+                }
+            }
+        }
+        let users = held
+            .iter()
+            .map(|c| match &c.op {
+                Some(call::Op::Presence(p)) => p.user,
+                other => panic!("unexpected call {other:?}"),
+            })
+            .collect();
+        let _ = seen_tx.send(users).await;
+        for c in held {
+            let reply = Reply {
+                call_id: c.call_id,
+                error: None,
+            };
+            let _ = out.send(Body::Reply(reply)).await;
+        }
+        // Keep the link up until the test ends.
+        while incoming.recv().await.is_some() {}
+    });
+    (addr, seen)
+}
+
+/// What lets a connector link take a device's next send without waiting
+/// for the transfer's answer to the last: calls queued one after another
+/// reach the transfer in that order, and each answer is awaited apart.
+#[tokio::test]
+async fn queued_calls_arrive_in_order_before_any_is_answered() {
+    const CALLS: u64 = 10;
+    let (addr, mut seen) = holding_transfer(CALLS as usize).await;
+    let stop = CancellationToken::new();
+    let client = TransferClient::start(vec![addr], Hello::default(), quick(), None, stop.clone());
+    assert!(client.wait_linked(Duration::from_secs(5)).await);
+    let mut answers = Vec::new();
+    for user in 1..=CALLS {
+        let op = call::Op::Presence(Presence { user, online: true });
+        let queued = tokio::time::timeout(Duration::from_secs(5), client.queue_call(0, op));
+        answers.push(queued.await.expect("queued without an answer").unwrap());
+    }
+    let order = tokio::time::timeout(Duration::from_secs(5), seen.recv())
+        .await
+        .expect("every call reached the transfer")
+        .unwrap();
+    assert_eq!(order, (1..=CALLS).collect::<Vec<_>>());
+    for answer in answers {
+        tokio::time::timeout(Duration::from_secs(5), answer)
+            .await
+            .expect("answered")
+            .unwrap();
+    }
     stop.cancel();
 }
