@@ -209,7 +209,10 @@ impl Link {
                     self.answer_send(done);
                     Ok(())
                 }
-                _ = self.reports.written(Reporter::of(&self.ctx, &self.session)), if self.reports.is_writing() => Ok(()),
+                _ = self.reports.written(), if self.reports.is_writing() => {
+                    self.reports.next(Reporter::of(&self.ctx, &self.session));
+                    Ok(())
+                }
                 event = mailbox.next(live, caught_up) => match event {
                     Event::Killed(code) => Err(Close::with(code, kill_message(code))),
                     Event::Push(push) => {

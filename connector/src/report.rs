@@ -5,7 +5,9 @@
 //! drain in a cluster, where each call is a trip to a transfer and a MySQL
 //! transaction, waited for each of those before sending on.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -80,30 +82,33 @@ impl Reports {
             }
             None => self.waiting = Some(Box::new(acked)),
         }
-        if self.in_flight.is_none() {
-            self.start(to);
-        }
+        self.next(to);
     }
 
-    /// Waits for the write in flight (forever if there is none), then
-    /// starts the next if acks are waiting. Cancel-safe: the write stays
-    /// here until it is through.
-    pub(crate) async fn written(&mut self, to: Reporter<'_>) {
-        match &mut self.in_flight {
-            Some(write) => write.await,
-            None => std::future::pending().await,
-        }
-        self.in_flight = None;
-        self.start(to);
+    /// Waits for the write in flight (forever if there is none); then the
+    /// caller starts the next with [`next`](Self::next). Cancel-safe: the
+    /// write stays here until it is through. A plain poll function, not an
+    /// async fn: every idle link's task holds this future, so it is kept to
+    /// one pointer.
+    pub(crate) fn written(&mut self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| match &mut self.in_flight {
+            Some(write) => write.as_mut().poll(cx).map(|()| self.in_flight = None),
+            None => Poll::Pending,
+        })
     }
 
     /// Writes everything acked so far.
     pub(crate) async fn flush(&mut self, to: Reporter<'_>) {
         while !self.is_idle() {
-            if self.in_flight.is_none() {
-                self.start(to);
-            }
-            self.written(to).await;
+            self.next(to);
+            self.written().await;
+        }
+    }
+
+    /// Starts writing what is waiting, unless a write is in flight.
+    pub(crate) fn next(&mut self, to: Reporter<'_>) {
+        if self.in_flight.is_none() {
+            self.start(to);
         }
     }
 
@@ -288,7 +293,8 @@ mod tests {
 
         // Once the first write is through, the backlog is the one in flight.
         recording.permits.add_permits(1);
-        reports.written(to).await;
+        reports.written().await;
+        reports.next(to);
         assert!(!reports.is_backed_up() && reports.is_writing());
         recording.permits.add_permits(1);
         reports.flush(to).await;
