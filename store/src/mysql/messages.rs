@@ -8,17 +8,14 @@ use sqlx::{FromRow, MySql, MySqlConnection, MySqlPool, QueryBuilder};
 use super::begin_snapshot;
 use super::retry::retry_when;
 use super::rows::{
-    api_int, corrupt, is_duplicate, message_columns, parse_conversation, sql_int, MessageRow, Text,
+    api_int, corrupt, is_duplicate, message_columns, parse_conversation, push_any_of, push_list,
+    sql_int, MessageRow, Text, ROWS_PER_STATEMENT,
 };
 use crate::types::{
     conversation_of, now_ms, Appended, ConversationSummary, NewMessage, StoredMessage, Target,
     UserId,
 };
 use crate::{StoreError, StoreResult};
-
-/// Offline rows per INSERT: far below the 65,535 placeholders a statement
-/// may carry, however large the group.
-const OFFLINE_ROWS_PER_INSERT: usize = 1000;
 
 /// What append makes of one message of the batch.
 enum Planned {
@@ -129,7 +126,7 @@ async fn append_once(
 
     // Answered in batch order; a resend of a message earlier in the batch
     // comes after it, and is answered with it.
-    let mut new = new.into_iter().peekable();
+    let mut new = new.into_iter();
     let mut appended: Vec<Appended> = Vec::with_capacity(batch.len());
     for (index, (message, plan)) in batch.iter().zip(plans).enumerate() {
         let next = match plan {
@@ -163,35 +160,22 @@ struct NewRow {
     msg_id: i64,
 }
 
-/// Messages per multi-row statement: 14 placeholders each, far under the
-/// 65,535 a statement may carry.
-const MESSAGES_PER_STATEMENT: usize = 1000;
-
 /// The stored messages among `keys` (sender, client id), by key. One
-/// statement per [`MESSAGES_PER_STATEMENT`] keys, each key a point on the
+/// statement per [`ROWS_PER_STATEMENT`] keys, each key a point on the
 /// `(from_user, client_msg_id)` unique key.
 async fn stored_by_client_id(
     tx: &mut MySqlConnection,
     keys: &[(UserId, &str)],
 ) -> StoreResult<HashMap<(UserId, String), StoredMessage>> {
     let mut stored = HashMap::new();
-    for chunk in keys.chunks(MESSAGES_PER_STATEMENT) {
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
         let mut select = QueryBuilder::<MySql>::new(concat!(
             "SELECT ",
             message_columns!(),
             " FROM messages m WHERE "
         ));
-        for (i, (from_user, client_msg_id)) in chunk.iter().enumerate() {
-            if i > 0 {
-                select.push(" OR ");
-            }
-            select
-                .push("(m.from_user = ")
-                .push_bind(sql_int(*from_user))
-                .push(" AND m.client_msg_id = ")
-                .push_bind(*client_msg_id)
-                .push(")");
-        }
+        let pairs = chunk.iter().map(|&(user, id)| (sql_int(user), id));
+        push_any_of(&mut select, ("m.from_user", "m.client_msg_id"), pairs);
         let rows: Vec<MessageRow> = select.build_query_as().fetch_all(&mut *tx).await?;
         for row in rows {
             let message = StoredMessage::from(row);
@@ -213,7 +197,7 @@ async fn lock_conversations(
 ) -> StoreResult<()> {
     let all: Vec<(&String, &'static str)> = allocators.iter().map(|(c, a)| (c, a.kind)).collect();
     let mut last_seqs: HashMap<String, i64> = HashMap::with_capacity(all.len());
-    for chunk in all.chunks(MESSAGES_PER_STATEMENT) {
+    for chunk in all.chunks(ROWS_PER_STATEMENT) {
         QueryBuilder::<MySql>::new("INSERT INTO conversations (id, kind, updated_at_ms) ")
             .push_values(chunk, |mut row, (conversation, kind)| {
                 row.push_bind(conversation.as_str())
@@ -225,12 +209,9 @@ async fn lock_conversations(
             .execute(&mut *tx)
             .await?;
         let mut select =
-            QueryBuilder::<MySql>::new("SELECT id, last_seq FROM conversations WHERE id IN (");
-        let mut list = select.separated(", ");
-        for (conversation, _) in chunk {
-            list.push_bind(conversation.as_str());
-        }
-        select.push(") FOR UPDATE");
+            QueryBuilder::<MySql>::new("SELECT id, last_seq FROM conversations WHERE id IN ");
+        push_list(&mut select, chunk.iter().map(|(c, _)| c.as_str()));
+        select.push(" FOR UPDATE");
         let rows: Vec<(Text, i64)> = select.build_query_as().fetch_all(&mut *tx).await?;
         last_seqs.extend(rows.into_iter().map(|(id, seq)| (id.0, seq)));
     }
@@ -251,7 +232,7 @@ async fn insert_messages(
     new: &mut [NewRow],
     sent_at_ms: u64,
 ) -> StoreResult<()> {
-    for chunk in new.chunks_mut(MESSAGES_PER_STATEMENT) {
+    for chunk in new.chunks_mut(ROWS_PER_STATEMENT) {
         QueryBuilder::<MySql>::new(
             "INSERT INTO messages (conversation_id, seq, from_user, to_user, to_group, \
              client_msg_id, content_type, text, file_id, file_name, file_mime, file_size, \
@@ -280,17 +261,10 @@ async fn insert_messages(
         .await?;
         let mut select =
             QueryBuilder::<MySql>::new("SELECT conversation_id, seq, msg_id FROM messages WHERE ");
-        for (i, new) in chunk.iter().enumerate() {
-            if i > 0 {
-                select.push(" OR ");
-            }
-            select
-                .push("(conversation_id = ")
-                .push_bind(new.conversation_id.as_str())
-                .push(" AND seq = ")
-                .push_bind(new.seq)
-                .push(")");
-        }
+        let pairs = chunk
+            .iter()
+            .map(|new| (new.conversation_id.as_str(), new.seq));
+        push_any_of(&mut select, ("conversation_id", "seq"), pairs);
         let rows: Vec<(Text, i64, i64)> = select.build_query_as().fetch_all(&mut *tx).await?;
         let ids: HashMap<(String, i64), i64> = rows
             .into_iter()
@@ -325,7 +299,7 @@ async fn insert_offline_rows(
             }
         }
     }
-    for chunk in rows.chunks(OFFLINE_ROWS_PER_INSERT) {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         QueryBuilder::<MySql>::new("INSERT INTO offline (user_id, msg_id) ")
             .push_values(chunk, |mut row, &(user, msg_id)| {
                 row.push_bind(user).push_bind(msg_id);
@@ -345,7 +319,7 @@ async fn update_conversations(
     sent_at_ms: u64,
 ) -> StoreResult<()> {
     let all: Vec<(&String, &Allocator)> = allocators.iter().collect();
-    for chunk in all.chunks(MESSAGES_PER_STATEMENT) {
+    for chunk in all.chunks(ROWS_PER_STATEMENT) {
         QueryBuilder::<MySql>::new(
             "INSERT INTO conversations (id, kind, last_seq, last_msg_id, updated_at_ms) ",
         )

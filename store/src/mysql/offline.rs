@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use sqlx::{FromRow, MySql, MySqlConnection, MySqlPool, QueryBuilder};
 
 use super::retry::retry;
-use super::rows::{api_int, corrupt, message_columns, sql_int, MessageRow};
+use super::rows::{
+    api_int, corrupt, message_columns, push_list, sql_int, MessageRow, ROWS_PER_STATEMENT,
+};
 use crate::types::{
     OfflineItem, OfflineKey, OfflineRow, ReceiptKind, ReceiptRecord, StoredMessage, UserId,
 };
@@ -106,10 +108,6 @@ pub(super) fn row_key(key: OfflineKey) -> RowKey {
     }
 }
 
-/// Rows per multi-row statement: its placeholders stay far under MySQL's
-/// 65,535, and one statement still covers a whole offline page.
-pub(super) const ROWS_PER_STATEMENT: usize = 1_000;
-
 /// The answer lists the claimed keys in the order asked.
 pub(super) async fn claim_keys(
     pool: &MySqlPool,
@@ -155,12 +153,9 @@ pub(super) async fn claim_rows(
             "SELECT id, msg_id, receipt_kind, receipt_by, has_read \
              FROM offline FORCE INDEX (offline_row) WHERE user_id = ",
         );
-        select.push_bind(sql_int(user)).push(" AND msg_id IN (");
-        let mut list = select.separated(", ");
-        for msg_id in msg_ids {
-            list.push_bind(sql_int(msg_id));
-        }
-        select.push(") FOR UPDATE");
+        select.push_bind(sql_int(user)).push(" AND msg_id IN ");
+        push_list(&mut select, msg_ids.into_iter().map(sql_int));
+        select.push(" FOR UPDATE");
         let rows: Vec<(i64, i64, i64, i64, i64)> =
             select.build_query_as().fetch_all(&mut *tx).await?;
         let mut won = Vec::new();
@@ -174,13 +169,8 @@ pub(super) async fn claim_rows(
         if won.is_empty() {
             continue;
         }
-        let mut update =
-            QueryBuilder::<MySql>::new("UPDATE offline SET has_read = 1 WHERE id IN (");
-        let mut list = update.separated(", ");
-        for id in won {
-            list.push_bind(id);
-        }
-        update.push(")");
+        let mut update = QueryBuilder::<MySql>::new("UPDATE offline SET has_read = 1 WHERE id IN ");
+        push_list(&mut update, won);
         update.build().execute(&mut *tx).await?;
     }
     Ok(claimed)
@@ -198,12 +188,8 @@ pub(super) async fn release(pool: &MySqlPool, row_ids: &[u64]) -> StoreResult<()
         let mut tx = pool.begin().await?;
         for chunk in ordered.chunks(ROWS_PER_STATEMENT) {
             let mut update =
-                QueryBuilder::<MySql>::new("UPDATE offline SET has_read = 0 WHERE id IN (");
-            let mut list = update.separated(", ");
-            for &row_id in chunk {
-                list.push_bind(sql_int(row_id));
-            }
-            update.push(")");
+                QueryBuilder::<MySql>::new("UPDATE offline SET has_read = 0 WHERE id IN ");
+            push_list(&mut update, chunk.iter().copied().map(sql_int));
             update.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;

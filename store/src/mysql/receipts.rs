@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::{FromRow, MySql, MySqlConnection, MySqlPool, QueryBuilder};
 
-use super::offline::{claim_rows, RowKey, MESSAGE_ROW, ROWS_PER_STATEMENT};
+use super::offline::{claim_rows, RowKey, MESSAGE_ROW};
 use super::retry::retry_when;
-use super::rows::{api_int, is_duplicate, sql_int, Text};
+use super::rows::{api_int, is_duplicate, push_list, sql_int, Text, ROWS_PER_STATEMENT};
 use crate::types::{now_ms, DeliveredMessage, ReceiptKind, ReceiptRecord, UserId};
 use crate::{StoreError, StoreResult};
 
@@ -119,13 +119,9 @@ async fn stored_messages(
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
         let mut select = QueryBuilder::<MySql>::new(
             "SELECT msg_id, conversation_id, seq, from_user, client_msg_id \
-             FROM messages WHERE msg_id IN (",
+             FROM messages WHERE msg_id IN ",
         );
-        let mut list = select.separated(", ");
-        for &id in chunk {
-            list.push_bind(id);
-        }
-        select.push(")");
+        push_list(&mut select, chunk.iter().copied());
         let rows: Vec<Receipted> = select.build_query_as().fetch_all(&mut *tx).await?;
         stored.extend(rows.into_iter().map(|row| (row.msg_id, row)));
     }
@@ -228,12 +224,8 @@ async fn insert_receipts(
             .push_bind(sql_int(by_user))
             .push(" AND kind = ")
             .push_bind(kind.as_i64())
-            .push(" AND msg_id IN (");
-        let mut list = select.separated(", ");
-        for &msg_id in chunk {
-            list.push_bind(msg_id);
-        }
-        select.push(")");
+            .push(" AND msg_id IN ");
+        push_list(&mut select, chunk.iter().copied());
         let existing: HashSet<i64> = select
             .build_query_scalar()
             .fetch_all(&mut *tx)

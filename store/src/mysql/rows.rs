@@ -5,7 +5,7 @@
 
 use sqlx::error::BoxDynError;
 use sqlx::mysql::{MySqlDatabaseError, MySqlTypeInfo, MySqlValueRef};
-use sqlx::{Decode, FromRow, MySql, Type};
+use sqlx::{Decode, Encode, FromRow, MySql, QueryBuilder, Type};
 
 pub(super) use crate::convert::{
     api_int, corrupt, is_unique_violation, message_columns, missing_reference, parse_conversation,
@@ -13,6 +13,46 @@ pub(super) use crate::convert::{
 };
 use crate::types::{FileRef, StoredMessage};
 use crate::StoreError;
+
+/// Rows (or listed values) per multi-row statement: at 13 placeholders a
+/// row at most, far under the 65,535 a statement may carry, and one
+/// statement still covers an offline page or a worker batch.
+pub(super) const ROWS_PER_STATEMENT: usize = 1_000;
+
+/// Appends `(?, ?, …)`, binding `values`: the list of an `IN`.
+pub(super) fn push_list<'a, T>(
+    query: &mut QueryBuilder<'a, MySql>,
+    values: impl IntoIterator<Item = T>,
+) where
+    T: 'a + Encode<'a, MySql> + Type<MySql>,
+{
+    query.push("(");
+    let mut list = query.separated(", ");
+    for value in values {
+        list.push_bind(value);
+    }
+    query.push(")");
+}
+
+/// Appends `(a = ? AND b = ?) OR …`, one term per pair: points on a
+/// two-column unique key.
+pub(super) fn push_any_of<'a, A, B>(
+    query: &mut QueryBuilder<'a, MySql>,
+    (a, b): (&str, &str),
+    pairs: impl IntoIterator<Item = (A, B)>,
+) where
+    A: 'a + Encode<'a, MySql> + Type<MySql>,
+    B: 'a + Encode<'a, MySql> + Type<MySql>,
+{
+    for (i, (x, y)) in pairs.into_iter().enumerate() {
+        if i > 0 {
+            query.push(" OR ");
+        }
+        query.push(format_args!("({a} = "));
+        query.push_bind(x).push(format_args!(" AND {b} = "));
+        query.push_bind(y).push(")");
+    }
+}
 
 /// Deadlock found when trying to get lock; the transaction was rolled back.
 const ER_LOCK_DEADLOCK: u16 = 1213;
