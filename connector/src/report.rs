@@ -229,6 +229,24 @@ mod tests {
         async fn presence(&self, _: UserId, _: bool) {}
     }
 
+    /// A recording transfer that holds every write until given permits.
+    fn recording() -> (Arc<Recording>, Arc<dyn TransferApi>) {
+        let recording = Arc::new(Recording {
+            permits: Semaphore::new(0),
+            calls: Mutex::new(Vec::new()),
+        });
+        (recording.clone(), recording)
+    }
+
+    /// User 2's phone reporting to `transfer`.
+    fn phone(transfer: &Arc<dyn TransferApi>) -> Reporter<'_> {
+        Reporter {
+            transfer,
+            user: 2,
+            device: "phone",
+        }
+    }
+
     fn acked(ids: impl IntoIterator<Item = u64>) -> Acked {
         Acked {
             messages: ids
@@ -245,16 +263,8 @@ mod tests {
 
     #[tokio::test]
     async fn acks_that_arrive_during_a_write_go_out_together_in_the_next() {
-        let recording = Arc::new(Recording {
-            permits: Semaphore::new(0),
-            calls: Mutex::new(Vec::new()),
-        });
-        let transfer: Arc<dyn TransferApi> = recording.clone();
-        let to = Reporter {
-            transfer: &transfer,
-            user: 2,
-            device: "phone",
-        };
+        let (recording, transfer) = recording();
+        let to = phone(&transfer);
         let mut reports = Reports::default();
         assert!(reports.is_idle());
 
@@ -274,16 +284,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_write_that_falls_behind_holds_the_link_back() {
-        let recording = Arc::new(Recording {
-            permits: Semaphore::new(0),
-            calls: Mutex::new(Vec::new()),
-        });
-        let transfer: Arc<dyn TransferApi> = recording.clone();
-        let to = Reporter {
-            transfer: &transfer,
-            user: 2,
-            device: "phone",
-        };
+        let (recording, transfer) = recording();
+        let to = phone(&transfer);
         let mut reports = Reports::default();
         reports.add(acked([0]), to);
         reports.add(acked(1..BACKLOG as u64), to);
