@@ -161,15 +161,11 @@ async fn devices_acking_in_opposite_orders_make_one_receipt_each(db: &Fixture) {
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     db.befriend(alice, bob).await;
-    let batch: Vec<NewMessage> = (0..ROWS)
-        .map(|i| text(alice, Target::User(bob), &format!("m{i}"), &[bob]))
-        .collect();
     let sent: Vec<_> = db
-        .append_messages(&batch)
+        .send_many(alice, bob, ROWS)
         .await
-        .unwrap()
-        .into_iter()
-        .map(|a| ack(&a.message))
+        .iter()
+        .map(ack)
         .collect();
 
     // Opposite orders lock the shared rows (Bob's offline rows, the

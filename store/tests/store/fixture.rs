@@ -4,7 +4,9 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use im_store::{Appended, MySqlStore, SqliteStore, Store, Target, UserId};
+use im_store::{
+    Appended, MySqlStore, NewMessage, SqliteStore, Store, StoredMessage, Target, UserId,
+};
 use tempfile::TempDir;
 
 use crate::test_database::TestDatabase;
@@ -79,6 +81,20 @@ impl Fixture {
     pub async fn befriend(&self, a: UserId, b: UserId) {
         let request = self.create_friend_request(a, b, "hi").await.unwrap();
         self.resolve_friend_request(request.id, true).await.unwrap();
+    }
+
+    /// Appends `count` text messages from `from` to `to` in one batch and
+    /// returns the stored messages, in order.
+    pub async fn send_many(&self, from: UserId, to: UserId, count: usize) -> Vec<StoredMessage> {
+        let batch: Vec<NewMessage> = (0..count)
+            .map(|i| text(from, Target::User(to), &format!("m{i}"), &[to]))
+            .collect();
+        self.append_messages(&batch)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.message)
+            .collect()
     }
 
     /// Appends one text message and returns what the store made of it.

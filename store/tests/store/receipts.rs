@@ -270,16 +270,7 @@ async fn a_burst_larger_than_one_statement_is_claimed_and_receipted_once_in_orde
     let alice = db.new_user("alice").await;
     let bob = db.new_user("bob").await;
     db.befriend(alice, bob).await;
-    let batch: Vec<_> = (0..BURST)
-        .map(|i| crate::text(alice, Target::User(bob), &format!("m{i}"), &[bob]))
-        .collect();
-    let sent: Vec<_> = db
-        .append_messages(&batch)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|a| a.message)
-        .collect();
+    let sent = db.send_many(alice, bob, BURST).await;
 
     // Half the rows are claimed by a pull first; the acks claim the rest.
     let pulled: Vec<OfflineKey> = sent
