@@ -1,7 +1,7 @@
 //! The hot writes of the single node, merged into one transaction per
 //! wakeup: the message log's appends, every link's acks (cursors,
-//! DELIVERED receipts, claimed offline rows) and read marks queue here,
-//! and one thread runs everything waiting in one transaction.
+//! DELIVERED receipts, claimed offline rows), read marks and new devices
+//! queue here, and one thread runs everything waiting in one transaction.
 //!
 //! Each ack used to be a transaction of its own on the one writer
 //! connection: a BEGIN, a COMMIT and the WAL pages it touched, written
@@ -44,6 +44,10 @@ enum Op {
         conversation: String,
         seq: u64,
     },
+    Register {
+        user: UserId,
+        device: String,
+    },
 }
 
 /// What an [`Op`] returns.
@@ -51,6 +55,8 @@ enum Done {
     Appended(Vec<Appended>),
     Receipts(Vec<ReceiptRecord>),
     Claimed(Vec<OfflineKey>),
+    /// Whether the device was new.
+    Registered(bool),
     /// A read mark by a non-member: refused before it wrote anything.
     Forbidden,
 }
@@ -135,6 +141,13 @@ impl Batcher {
         match self.run(op).await? {
             Done::Receipts(receipts) => Ok(receipts),
             Done::Forbidden => Err(StoreError::Forbidden),
+            _ => Err(mismatch()),
+        }
+    }
+
+    pub(super) async fn register(&self, user: UserId, device: String) -> StoreResult<bool> {
+        match self.run(Op::Register { user, device }).await? {
+            Done::Registered(new) => Ok(new),
             _ => Err(mismatch()),
         }
     }
@@ -230,7 +243,10 @@ fn write_batch(conn: &mut Connection, mut requests: Vec<Request>) {
 
 /// Runs `ops` in one transaction. It syncs the WAL if any op stores
 /// messages (a SENT promises they survive a power cut) or is a user's read
-/// mark; acks alone are lazy writes (see `begin_lazy_write`).
+/// mark; acks and new devices alone are lazy writes (see
+/// `begin_lazy_write`): a power cut loses the newest transactions only, so
+/// a device whose registration it loses lost its later acks too and starts
+/// over as new.
 fn together(conn: &mut Connection, ops: &[&Op]) -> StoreResult<Vec<Done>> {
     let durable = ops
         .iter()
@@ -261,6 +277,9 @@ fn together(conn: &mut Connection, ops: &[&Op]) -> StoreResult<Vec<Done>> {
                 Err(StoreError::Forbidden) => Done::Forbidden,
                 Err(error) => return Err(error),
             },
+            Op::Register { user, device } => {
+                Done::Registered(hot::register_device(&tx, *user, device)?)
+            }
         });
     }
     tx.commit()?;

@@ -1,6 +1,7 @@
 //! Friend requests and friendships. A friendship is two rows, one per
 //! direction, each carrying its owner's remark.
 
+use rusqlite::Connection;
 use sqlx::{FromRow, SqliteConnection, SqliteExecutor, SqlitePool};
 
 use super::begin_write;
@@ -197,24 +198,23 @@ async fn friend_rows<'e>(executor: impl SqliteExecutor<'e>, a: i64, b: i64) -> S
     Ok(rows)
 }
 
-pub(super) async fn friends(reader: &SqlitePool, user: UserId) -> StoreResult<Vec<Friend>> {
-    let rows: Vec<(i64, String, Option<String>, i64)> = sqlx::query_as(
-        "SELECT f.friend_id, u.name, f.remark, f.since_ms \
-         FROM friends f JOIN users u ON u.id = f.friend_id \
-         WHERE f.user_id = ? ORDER BY u.name",
-    )
-    .bind(sql_int(user))
-    .fetch_all(reader)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(user_id, name, remark, since_ms)| Friend {
-            user_id: api_int(user_id),
-            name,
-            remark,
-            since_ms: api_int(since_ms),
-        })
-        .collect())
+pub(super) fn friends(conn: &Connection, user: UserId) -> StoreResult<Vec<Friend>> {
+    let friends = conn
+        .prepare_cached(
+            "SELECT f.friend_id, u.name, f.remark, f.since_ms \
+             FROM friends f JOIN users u ON u.id = f.friend_id \
+             WHERE f.user_id = ? ORDER BY u.name",
+        )?
+        .query_map([sql_int(user)], |row| {
+            Ok(Friend {
+                user_id: api_int(row.get(0)?),
+                name: row.get(1)?,
+                remark: row.get(2)?,
+                since_ms: api_int(row.get(3)?),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(friends)
 }
 
 pub(super) async fn are_friends(reader: &SqlitePool, a: UserId, b: UserId) -> StoreResult<bool> {

@@ -125,7 +125,7 @@ fn insert(tx: &Transaction, message: &NewMessage, sent_at_ms: u64) -> StoreResul
 }
 
 /// A row of [`message_columns!`](crate::convert::message_columns).
-fn stored_message(row: &Row) -> rusqlite::Result<StoredMessage> {
+pub(super) fn stored_message(row: &Row) -> rusqlite::Result<StoredMessage> {
     let file_id: Option<String> = row.get(9)?;
     let file = match file_id {
         Some(file_id) => Some(FileRef {
@@ -327,6 +327,30 @@ fn store_receipt(
         by_user,
         at_ms,
     }))
+}
+
+/// Records `device` of `user` unless it is known already; returns whether
+/// it was new. A new device starts every conversation at its current last
+/// seq: what came before and no device has yet still reaches it through
+/// the offline rows.
+pub(super) fn register_device(tx: &Transaction, user: UserId, device: &str) -> StoreResult<bool> {
+    let user = sql_int(user);
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO devices (user_id, device_id, created_at_ms) VALUES (?, ?, ?)",
+        )?
+        .execute(params![user, device, sql_int(now_ms())])?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO device_cursors (user_id, device_id, conversation_id, seq) \
+         SELECT m.user_id, ?, m.conversation_id, c.last_seq \
+         FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id \
+         WHERE m.user_id = ?",
+    )?
+    .execute(params![device, user])?;
+    Ok(true)
 }
 
 /// Claims the unread offline rows behind `keys` (compare-and-set on

@@ -16,6 +16,7 @@ mod devices;
 mod friends;
 mod groups;
 mod hot;
+mod inline;
 mod messages;
 mod offline;
 mod rows;
@@ -46,6 +47,8 @@ const READERS: u32 = 4;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// The reads of every login, on the caller's thread.
+    inline: Arc<inline::InlineReaders>,
     /// Appends and acks, merged into one transaction per wakeup.
     batch: batch::Batcher,
     /// Friendships, memberships and live tokens, as every send and every
@@ -102,6 +105,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer,
             reader,
+            inline: Arc::new(inline::InlineReaders::new(path)),
             batch,
             acl: Arc::default(),
         })
@@ -109,6 +113,7 @@ impl SqliteStore {
 
     /// Closes both pools, waiting for calls in progress to finish.
     pub async fn close(&self) {
+        self.inline.close();
         self.reader.close().await;
         self.writer.close().await;
     }
@@ -210,7 +215,7 @@ impl Store for SqliteStore {
     }
 
     async fn friends(&self, user: UserId) -> StoreResult<Vec<Friend>> {
-        friends::friends(&self.reader, user).await
+        self.inline.read(|c| friends::friends(c, user))
     }
 
     async fn are_friends(&self, a: UserId, b: UserId) -> StoreResult<bool> {
@@ -343,7 +348,7 @@ impl Store for SqliteStore {
     }
 
     async fn offline_unread(&self, user: UserId, limit: u32) -> StoreResult<Vec<OfflineRow>> {
-        offline::unread(&self.reader, user, limit).await
+        self.inline.read(|c| offline::unread(c, user, limit))
     }
 
     async fn claim_offline(&self, row_id: u64) -> StoreResult<bool> {
@@ -359,11 +364,17 @@ impl Store for SqliteStore {
     }
 
     async fn register_device(&self, user: UserId, device: &str) -> StoreResult<bool> {
-        devices::register(&self.reader, &self.writer, user, device).await
+        if self.inline.read(|c| devices::known(c, user, device))? {
+            return Ok(false);
+        }
+        // New devices' writes merge with the rest in the hot writer's
+        // transactions: one at a time, each was a transaction and an fsync
+        // of its own, and new-device logins queued behind them.
+        self.batch.register(user, device.to_owned()).await
     }
 
     async fn device_cursors(&self, user: UserId, device: &str) -> StoreResult<Vec<DeviceCursor>> {
-        devices::cursors(&self.reader, user, device).await
+        self.inline.read(|c| devices::cursors(c, user, device))
     }
 
     async fn release_offline(&self, row_ids: &[u64]) -> StoreResult<()> {

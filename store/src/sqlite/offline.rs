@@ -1,35 +1,49 @@
 //! The offline queue: rows a user has not received on any device yet, each
 //! claimed by exactly one puller through a compare-and-set on `has_read`.
 
-use sqlx::{FromRow, SqlitePool};
+use rusqlite::{params, Connection};
+use sqlx::SqlitePool;
 
 use super::begin_lazy_write;
-use super::rows::{api_int, corrupt, message_columns, sql_int, MessageRow};
-use crate::types::{OfflineItem, OfflineRow, ReceiptKind, ReceiptRecord, StoredMessage, UserId};
+use super::hot::stored_message;
+use super::rows::{api_int, corrupt, message_columns, sql_int};
+use crate::types::{OfflineItem, OfflineRow, ReceiptKind, ReceiptRecord, UserId};
 use crate::StoreResult;
 
 /// `offline.receipt_kind` of a row holding the message itself.
 const MESSAGE_ROW: i64 = 0;
 
-#[derive(FromRow)]
-struct UnreadRow {
-    row_id: i64,
-    row_user: i64,
-    receipt_kind: i64,
-    receipt_by: i64,
-    receipt_at_ms: i64,
-    #[sqlx(flatten)]
-    message: MessageRow,
-}
-
-impl UnreadRow {
-    fn into_offline_row(self) -> StoreResult<OfflineRow> {
-        let message = StoredMessage::from(self.message);
-        let item = if self.receipt_kind == MESSAGE_ROW {
+/// The unread rows of `user`, oldest first: messages, and receipts of the
+/// user's own messages.
+pub(super) fn unread(conn: &Connection, user: UserId, limit: u32) -> StoreResult<Vec<OfflineRow>> {
+    let mut statement = conn.prepare_cached(concat!(
+        "SELECT ",
+        message_columns!(),
+        ", o.id, o.user_id, o.receipt_kind, o.receipt_by, COALESCE(r.at_ms, 0) \
+          FROM offline o \
+          JOIN messages m ON m.msg_id = o.msg_id \
+          LEFT JOIN receipts r \
+            ON r.msg_id = o.msg_id AND r.by_user = o.receipt_by AND r.kind = o.receipt_kind \
+          WHERE o.user_id = ? AND o.has_read = 0 \
+          ORDER BY o.id LIMIT ?"
+    ))?;
+    let mut rows = statement.query(params![sql_int(user), i64::from(limit)])?;
+    let mut unread = Vec::new();
+    while let Some(row) = rows.next()? {
+        // The message's columns come first, as `stored_message` reads them.
+        let message = stored_message(row)?;
+        let [id, row_user, kind, by, at_ms]: [i64; 5] = [
+            row.get(14)?,
+            row.get(15)?,
+            row.get(16)?,
+            row.get(17)?,
+            row.get(18)?,
+        ];
+        let item = if kind == MESSAGE_ROW {
             OfflineItem::Message(message)
         } else {
-            let kind = ReceiptKind::from_i64(self.receipt_kind)
-                .ok_or_else(|| corrupt(format!("offline receipt kind {}", self.receipt_kind)))?;
+            let kind = ReceiptKind::from_i64(kind)
+                .ok_or_else(|| corrupt(format!("offline receipt kind {kind}")))?;
             // A receipt row belongs to the message's sender, who is its recipient.
             OfflineItem::Receipt(ReceiptRecord {
                 kind,
@@ -37,39 +51,17 @@ impl UnreadRow {
                 conversation_id: message.conversation_id,
                 seq: message.seq,
                 client_msg_id: message.client_msg_id,
-                to_user: api_int(self.row_user),
-                by_user: api_int(self.receipt_by),
-                at_ms: api_int(self.receipt_at_ms),
+                to_user: api_int(row_user),
+                by_user: api_int(by),
+                at_ms: api_int(at_ms),
             })
         };
-        Ok(OfflineRow {
-            id: api_int(self.row_id),
+        unread.push(OfflineRow {
+            id: api_int(id),
             item,
-        })
+        });
     }
-}
-
-pub(super) async fn unread(
-    reader: &SqlitePool,
-    user: UserId,
-    limit: u32,
-) -> StoreResult<Vec<OfflineRow>> {
-    let rows: Vec<UnreadRow> = sqlx::query_as(concat!(
-        "SELECT o.id AS row_id, o.user_id AS row_user, o.receipt_kind, o.receipt_by, \
-           COALESCE(r.at_ms, 0) AS receipt_at_ms, ",
-        message_columns!(),
-        " FROM offline o \
-          JOIN messages m ON m.msg_id = o.msg_id \
-          LEFT JOIN receipts r \
-            ON r.msg_id = o.msg_id AND r.by_user = o.receipt_by AND r.kind = o.receipt_kind \
-          WHERE o.user_id = ? AND o.has_read = 0 \
-          ORDER BY o.id LIMIT ?"
-    ))
-    .bind(sql_int(user))
-    .bind(i64::from(limit))
-    .fetch_all(reader)
-    .await?;
-    rows.into_iter().map(UnreadRow::into_offline_row).collect()
+    Ok(unread)
 }
 
 pub(super) async fn claim(writer: &SqlitePool, row_id: u64) -> StoreResult<bool> {
