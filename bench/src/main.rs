@@ -85,11 +85,20 @@ fn main() -> ExitCode {
         // The cluster's processes inherit it; set before any thread starts.
         std::env::set_var("RUST_LOG", &cli.server_log);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(procfs::cores().clamp(1, 4))
-        .enable_all()
-        .build()
-    {
+    // A load process runs on one thread: there are as many of them as the
+    // links need, and with a thread pool in each, waking one another's
+    // threads was an eighth of their CPU while links were opened.
+    let runtime = if cli.hold_links.is_some() {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(procfs::cores().clamp(1, 4))
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("im-bench: {e}");

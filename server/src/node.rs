@@ -55,9 +55,7 @@ fn kafka(config: &Config) -> KafkaConfig {
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {what} on {addr}"))
+    crate::listen(addr).with_context(|| format!("binding {what} on {addr}"))
 }
 
 /// Waits (bounded) until every transfer is linked; a node starts serving
