@@ -190,3 +190,38 @@ impl RunningServer {
         tracing::info!("stopped");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::net::TcpStream;
+    use tokio::task::JoinSet;
+
+    use super::listen;
+
+    /// A burst of connections the server has not accepted yet all complete
+    /// at once. With tokio's backlog of 128 the kernel drops the SYNs past
+    /// it, and those clients wait a second to send them again.
+    #[tokio::test]
+    async fn a_burst_of_connections_waits_in_the_backlog_unaccepted() {
+        const BURST: usize = 1_000;
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut connects = JoinSet::new();
+        for _ in 0..BURST {
+            connects.spawn(tokio::time::timeout(
+                Duration::from_millis(700),
+                TcpStream::connect(addr),
+            ));
+        }
+        let mut open = Vec::with_capacity(BURST);
+        while let Some(done) = connects.join_next().await {
+            if let Ok(Ok(stream)) = done.unwrap() {
+                open.push(stream);
+            }
+        }
+        assert_eq!(open.len(), BURST, "connections that completed in time");
+        drop(listener);
+    }
+}
