@@ -2,7 +2,10 @@
 //! conversions, the stored forms of enums and conversation ids, the message
 //! columns every query that returns messages selects, and error mapping.
 
-use crate::types::{ConversationKind, GroupId, RequestStatus, Role, UserId};
+use crate::types::{
+    ConversationKind, GroupId, OfflineItem, OfflineRow, ReceiptKind, ReceiptRecord, RequestStatus,
+    Role, StoredMessage, UserId,
+};
 use crate::StoreError;
 
 /// A `u64` from the API as SQL's `i64`. A value past `i64::MAX` names no row,
@@ -70,6 +73,47 @@ pub(crate) fn status_from_sql(value: &str) -> Result<RequestStatus, StoreError> 
 /// The role stored as `value`.
 pub(crate) fn role_from_sql(value: i64) -> Result<Role, StoreError> {
     Role::from_i64(value).ok_or_else(|| corrupt(format!("role {value}")))
+}
+
+/// `offline.receipt_kind` of a row holding the message itself.
+pub(crate) const MESSAGE_ROW: i64 = 0;
+
+/// The columns of one unread `offline` row, beside its message.
+pub(crate) struct UnreadColumns {
+    pub(crate) id: i64,
+    pub(crate) user: i64,
+    pub(crate) receipt_kind: i64,
+    pub(crate) receipt_by: i64,
+    pub(crate) receipt_at_ms: i64,
+}
+
+/// An unread row as the store hands it out: the message itself, or a
+/// receipt about it for its sender.
+pub(crate) fn offline_row(
+    row: UnreadColumns,
+    message: StoredMessage,
+) -> Result<OfflineRow, StoreError> {
+    let item = if row.receipt_kind == MESSAGE_ROW {
+        OfflineItem::Message(message)
+    } else {
+        let kind = ReceiptKind::from_i64(row.receipt_kind)
+            .ok_or_else(|| corrupt(format!("offline receipt kind {}", row.receipt_kind)))?;
+        // A receipt row belongs to the message's sender, who is its recipient.
+        OfflineItem::Receipt(ReceiptRecord {
+            kind,
+            msg_id: message.msg_id,
+            conversation_id: message.conversation_id,
+            seq: message.seq,
+            client_msg_id: message.client_msg_id,
+            to_user: api_int(row.user),
+            by_user: api_int(row.receipt_by),
+            at_ms: api_int(row.receipt_at_ms),
+        })
+    };
+    Ok(OfflineRow {
+        id: api_int(row.id),
+        item,
+    })
 }
 
 /// A stored value the schema should not allow; reported like any database

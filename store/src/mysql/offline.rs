@@ -7,15 +7,11 @@ use sqlx::{FromRow, MySql, MySqlConnection, MySqlPool, QueryBuilder};
 
 use super::retry::retry;
 use super::rows::{
-    api_int, corrupt, message_columns, push_list, sql_int, MessageRow, ROWS_PER_STATEMENT,
+    api_int, message_columns, offline_row, push_list, sql_int, MessageRow, UnreadColumns,
+    MESSAGE_ROW, ROWS_PER_STATEMENT,
 };
-use crate::types::{
-    OfflineItem, OfflineKey, OfflineRow, ReceiptKind, ReceiptRecord, StoredMessage, UserId,
-};
+use crate::types::{OfflineKey, OfflineRow, StoredMessage, UserId};
 use crate::StoreResult;
-
-/// `offline.receipt_kind` of a row holding the message itself.
-pub(super) const MESSAGE_ROW: i64 = 0;
 
 #[derive(FromRow)]
 struct UnreadRow {
@@ -30,28 +26,14 @@ struct UnreadRow {
 
 impl UnreadRow {
     fn into_offline_row(self) -> StoreResult<OfflineRow> {
-        let message = StoredMessage::from(self.message);
-        let item = if self.receipt_kind == MESSAGE_ROW {
-            OfflineItem::Message(message)
-        } else {
-            let kind = ReceiptKind::from_i64(self.receipt_kind)
-                .ok_or_else(|| corrupt(format!("offline receipt kind {}", self.receipt_kind)))?;
-            // A receipt row belongs to the message's sender, who is its recipient.
-            OfflineItem::Receipt(ReceiptRecord {
-                kind,
-                msg_id: message.msg_id,
-                conversation_id: message.conversation_id,
-                seq: message.seq,
-                client_msg_id: message.client_msg_id,
-                to_user: api_int(self.row_user),
-                by_user: api_int(self.receipt_by),
-                at_ms: api_int(self.receipt_at_ms),
-            })
+        let columns = UnreadColumns {
+            id: self.row_id,
+            user: self.row_user,
+            receipt_kind: self.receipt_kind,
+            receipt_by: self.receipt_by,
+            receipt_at_ms: self.receipt_at_ms,
         };
-        Ok(OfflineRow {
-            id: api_int(self.row_id),
-            item,
-        })
+        offline_row(columns, StoredMessage::from(self.message))
     }
 }
 

@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::{FromRow, MySql, MySqlConnection, MySqlPool, QueryBuilder};
 
-use super::offline::{claim_rows, RowKey, MESSAGE_ROW};
+use super::offline::{claim_rows, RowKey};
 use super::retry::retry_when;
+use super::rows::MESSAGE_ROW;
 use super::rows::{api_int, is_duplicate, push_list, sql_int, Text, ROWS_PER_STATEMENT};
 use crate::types::{now_ms, DeliveredMessage, ReceiptKind, ReceiptRecord, UserId};
 use crate::{StoreError, StoreResult};

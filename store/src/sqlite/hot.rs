@@ -12,15 +12,12 @@
 
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 
-use super::rows::{api_int, sql_int};
+use super::rows::{api_int, sql_int, MESSAGE_ROW};
 use crate::types::{
     conversation_of, now_ms, Appended, DeliveredMessage, FileRef, NewMessage, OfflineKey,
     ReceiptKind, ReceiptRecord, StoredMessage, Target, UserId,
 };
 use crate::{StoreError, StoreResult};
-
-/// `offline.receipt_kind` of a row holding the message itself.
-const MESSAGE_ROW: i64 = 0;
 
 /// Stores a batch: one commit, one fsync, however many messages. A message
 /// whose (sender, client id) is stored already is answered with the stored

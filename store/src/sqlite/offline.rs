@@ -6,12 +6,9 @@ use sqlx::SqlitePool;
 
 use super::begin_lazy_write;
 use super::hot::stored_message;
-use super::rows::{api_int, corrupt, message_columns, sql_int};
-use crate::types::{OfflineItem, OfflineRow, ReceiptKind, ReceiptRecord, UserId};
+use super::rows::{message_columns, offline_row, sql_int, UnreadColumns};
+use crate::types::{OfflineRow, UserId};
 use crate::StoreResult;
-
-/// `offline.receipt_kind` of a row holding the message itself.
-const MESSAGE_ROW: i64 = 0;
 
 /// The unread rows of `user`, oldest first: messages, and receipts of the
 /// user's own messages.
@@ -32,34 +29,14 @@ pub(super) fn unread(conn: &Connection, user: UserId, limit: u32) -> StoreResult
     while let Some(row) = rows.next()? {
         // The message's columns come first, as `stored_message` reads them.
         let message = stored_message(row)?;
-        let [id, row_user, kind, by, at_ms]: [i64; 5] = [
-            row.get(14)?,
-            row.get(15)?,
-            row.get(16)?,
-            row.get(17)?,
-            row.get(18)?,
-        ];
-        let item = if kind == MESSAGE_ROW {
-            OfflineItem::Message(message)
-        } else {
-            let kind = ReceiptKind::from_i64(kind)
-                .ok_or_else(|| corrupt(format!("offline receipt kind {kind}")))?;
-            // A receipt row belongs to the message's sender, who is its recipient.
-            OfflineItem::Receipt(ReceiptRecord {
-                kind,
-                msg_id: message.msg_id,
-                conversation_id: message.conversation_id,
-                seq: message.seq,
-                client_msg_id: message.client_msg_id,
-                to_user: api_int(row_user),
-                by_user: api_int(by),
-                at_ms: api_int(at_ms),
-            })
+        let columns = UnreadColumns {
+            id: row.get(14)?,
+            user: row.get(15)?,
+            receipt_kind: row.get(16)?,
+            receipt_by: row.get(17)?,
+            receipt_at_ms: row.get(18)?,
         };
-        unread.push(OfflineRow {
-            id: api_int(id),
-            item,
-        });
+        unread.push(offline_row(columns, message)?);
     }
     Ok(unread)
 }

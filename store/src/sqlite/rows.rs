@@ -5,8 +5,9 @@
 use sqlx::FromRow;
 
 pub(super) use crate::convert::{
-    api_int, corrupt, is_unique_violation, message_columns, missing_reference, parse_conversation,
-    role_from_sql, sql_int, status_from_sql, status_to_sql,
+    api_int, is_unique_violation, message_columns, missing_reference, offline_row,
+    parse_conversation, role_from_sql, sql_int, status_from_sql, status_to_sql, UnreadColumns,
+    MESSAGE_ROW,
 };
 use crate::types::{FileRef, StoredMessage};
 
