@@ -54,7 +54,7 @@ fn kafka(config: &Config) -> KafkaConfig {
     }
 }
 
-async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     crate::listen(addr).with_context(|| format!("binding {what} on {addr}"))
 }
 
@@ -101,7 +101,7 @@ pub async fn start_node(config: Config) -> anyhow::Result<RunningNode> {
                 links,
                 peer,
             });
-            let listener = bind(config.transfer_addr, "internal links").await?;
+            let listener = bind(config.transfer_addr, "internal links")?;
             node.transfer_addr = Some(listener.local_addr()?);
             node.tasks
                 .push(tokio::spawn(serve(listener, service, internal.clone())));
@@ -135,8 +135,8 @@ pub async fn start_node(config: Config) -> anyhow::Result<RunningNode> {
                 status,
                 registry,
             });
-            let tcp = bind(config.link_addr, "client links").await?;
-            let ws = bind(config.ws_addr, "WebSocket links").await?;
+            let tcp = bind(config.link_addr, "client links")?;
+            let ws = bind(config.ws_addr, "WebSocket links")?;
             node.link_addr = Some(tcp.local_addr()?);
             node.ws_addr = Some(ws.local_addr()?);
             let listeners = im_connector::Listeners {
@@ -162,7 +162,7 @@ pub async fn start_node(config: Config) -> anyhow::Result<RunningNode> {
                 files_dir: config.data_dir.join("files"),
                 max_upload_bytes: config.max_upload_bytes,
             });
-            let listener = bind(config.http_addr, "REST").await?;
+            let listener = bind(config.http_addr, "REST")?;
             node.http_addr = Some(listener.local_addr()?);
             let stop = front.clone();
             node.tasks.push(tokio::spawn(async move {
