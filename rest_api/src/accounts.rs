@@ -2,8 +2,6 @@
 
 use std::sync::OnceLock;
 
-use argon2::password_hash::{PasswordHash, SaltString};
-use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -15,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
+use crate::password;
 use crate::AppState;
 
 /// One message for an unknown name and a wrong password alike, so a caller
@@ -42,7 +41,7 @@ pub async fn register(
 ) -> Result<(StatusCode, Json<User>), ApiError> {
     validate_name(&body.name)?;
     validate_password(&body.password)?;
-    let hash = hash_password(body.password).await?;
+    let hash = password::hash(body.password).await?;
     match state.store.create_user(&body.name, &hash).await {
         Ok(user) => Ok((StatusCode::CREATED, Json(user))),
         Err(StoreError::NameTaken) => Err(ApiError::NameTaken),
@@ -62,7 +61,7 @@ pub async fn login(
         Some((_, hash)) => hash.clone(),
         None => dummy_hash().await?,
     };
-    let ok = verify_password(body.password, stored_hash).await?;
+    let ok = password::verify(body.password, stored_hash).await?;
     let user = match found {
         Some((user, _)) if ok => user,
         _ => return Err(ApiError::Unauthenticated(BAD_LOGIN)),
@@ -143,58 +142,13 @@ fn new_token() -> String {
     hex::encode(bytes)
 }
 
-/// Password hashes running at once: one per core. Each Argon2 hash takes
-/// 19 MiB; left to the blocking pool (up to 512 threads), a burst of
-/// registrations once grew the process to 1.6 GB, which the allocator then
-/// kept. Waiting here costs no throughput, the cores are busy anyway.
-static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    tokio::sync::Semaphore::new(cores)
-});
-
-/// Runs `work` (a password hash) on the blocking pool, at most one per core.
-async fn hashing<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    let _permit = HASHING.acquire().await.map_err(ApiError::internal)?;
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(ApiError::internal)
-}
-
-/// Argon2id with a random salt, off the async threads: it is slow on purpose.
-async fn hash_password(password: String) -> Result<String, ApiError> {
-    hashing(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|hash| hash.to_string())
-    })
-    .await?
-    .map_err(ApiError::internal)
-}
-
-/// True if `password` matches the stored PHC string.
-async fn verify_password(password: String, stored: String) -> Result<bool, ApiError> {
-    hashing(move || match PasswordHash::new(&stored) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(e) => {
-            tracing::error!(error = %e, "stored password hash does not parse");
-            false
-        }
-    })
-    .await
-}
-
 /// A hash of a random password, made once, to verify unknown names against.
 async fn dummy_hash() -> Result<String, ApiError> {
     static DUMMY: OnceLock<String> = OnceLock::new();
     if let Some(hash) = DUMMY.get() {
         return Ok(hash.clone());
     }
-    let hash = hash_password(new_token()).await?;
+    let hash = password::hash(new_token()).await?;
     Ok(DUMMY.get_or_init(|| hash).clone())
 }
 
@@ -232,13 +186,13 @@ mod tests {
 
     #[tokio::test]
     async fn hash_then_verify() {
-        let hash = hash_password("correct horse".into()).await.unwrap();
+        let hash = password::hash("correct horse".into()).await.unwrap();
         assert!(hash.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse".into(), hash.clone())
+        assert!(password::verify("correct horse".into(), hash.clone())
             .await
             .unwrap());
-        assert!(!verify_password("wrong horse".into(), hash).await.unwrap());
-        assert!(!verify_password("x".into(), "not a hash".into())
+        assert!(!password::verify("wrong horse".into(), hash).await.unwrap());
+        assert!(!password::verify("x".into(), "not a hash".into())
             .await
             .unwrap());
     }

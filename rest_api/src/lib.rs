@@ -16,6 +16,7 @@ mod friends;
 mod groups;
 mod history;
 mod openapi;
+mod password;
 
 use std::path::PathBuf;
 use std::sync::Arc;
