@@ -12,6 +12,7 @@
 mod accounts;
 mod acl;
 mod batch;
+mod checkpoint;
 mod devices;
 mod friends;
 mod groups;
