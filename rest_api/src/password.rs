@@ -6,7 +6,7 @@
 //! mmap; freeing it raises its mmap and trim thresholds for the whole
 //! process (to 19 and 38 MiB), after which every thread's arena keeps up
 //! to 38 MiB of free memory instead of returning it. After the benchmark's
-//! 10,000 registrations the server held 560-620 MB it no longer used
+//! 10,000 registrations the server held 560-680 MB it no longer used
 //! (`im-bench`, `rss_before_kib`). Blocks that live as long as their
 //! threads are never freed, so the thresholds stay where they were.
 

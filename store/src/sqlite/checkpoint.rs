@@ -4,9 +4,9 @@
 //! past 1,000 pages: the hot writer copied pages into the database file and
 //! synced it while every caller of its batch, and everything queued behind
 //! it, waited. In the chat benchmark at 5,800 msg/s (single node) that made
-//! its commits 12-60 ms and send-to-arrival p99 180-300 ms. With
+//! its commits 12-60 ms and send-to-arrival p99 150-460 ms. With
 //! checkpoints on a thread of their own, commits were 2-10 ms and p99
-//! 17-41 ms.
+//! 17-81 ms.
 //!
 //! That thread's checkpoints are `PASSIVE`: they wait for nobody, and so
 //! under steady writes never catch the WAL's last frame, and SQLite never
