@@ -266,31 +266,33 @@ fn together(conn: &mut Connection, ops: &[&Op]) -> StoreResult<Vec<Done>> {
         "PRAGMA synchronous = NORMAL"
     })?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut st = hot::Statements::new(&tx);
     let mut results = Vec::with_capacity(ops.len());
     for op in ops {
         results.push(match op {
-            Op::Append(batch) => Done::Appended(hot::append(&tx, batch)?),
+            Op::Append(batch) => Done::Appended(hot::append(&mut st, batch)?),
             Op::Delivered {
                 user,
                 device,
                 messages,
-            } => Done::Receipts(hot::mark_delivered(&tx, *user, device, messages)?),
-            Op::Claim { user, keys } => Done::Claimed(hot::claim_keys(&tx, *user, keys)?),
+            } => Done::Receipts(hot::mark_delivered(&mut st, *user, device, messages)?),
+            Op::Claim { user, keys } => Done::Claimed(hot::claim_keys(&mut st, *user, keys)?),
             Op::Read {
                 user,
                 conversation,
                 seq,
-            } => match hot::mark_read(&tx, *user, conversation, *seq) {
+            } => match hot::mark_read(&mut st, *user, conversation, *seq) {
                 Ok(receipts) => Done::Receipts(receipts),
                 // Refused before any write: the rest of the batch goes on.
                 Err(StoreError::Forbidden) => Done::Forbidden,
                 Err(error) => return Err(error),
             },
             Op::Register { user, device } => {
-                Done::Registered(hot::register_device(&tx, *user, device)?)
+                Done::Registered(hot::register_device(&mut st, *user, device)?)
             }
         });
     }
+    drop(st);
     tx.commit()?;
     Ok(results)
 }

@@ -10,7 +10,7 @@
 //! blocking thread, each statement prepared once and cached, with one
 //! handover per batch (`batch`).
 
-use rusqlite::{params, OptionalExtension, Row, Transaction};
+use rusqlite::{params, CachedStatement, OptionalExtension, Row, Transaction};
 
 use super::rows::{api_int, sql_int, MESSAGE_ROW};
 use crate::types::{
@@ -19,21 +19,159 @@ use crate::types::{
 };
 use crate::{StoreError, StoreResult};
 
+/// The columns [`receipted`] reads, in its order (a macro, so the
+/// statements are whole literals and the hot path formats nothing).
+macro_rules! receipted_columns {
+    () => {
+        "msg_id, conversation_id, seq, from_user, client_msg_id"
+    };
+}
+
+/// The statements of the hot writes.
+#[derive(Debug, Clone, Copy)]
+enum Sql {
+    Earlier,
+    LastSeq,
+    NewConversation,
+    InsertMessage,
+    Bump,
+    QueueMessage,
+    Receipted,
+    Cursor,
+    TakeMessage,
+    InsertReceipt,
+    QueueReceipt,
+    Member,
+    SetRead,
+    Covered,
+    InsertDevice,
+    StartCursors,
+    Claim,
+}
+
+impl Sql {
+    const COUNT: usize = Sql::Claim as usize + 1;
+
+    fn text(self) -> &'static str {
+        match self {
+            Sql::Earlier => concat!(
+                "SELECT ",
+                crate::convert::message_columns!(),
+                " FROM messages m WHERE m.from_user = ? AND m.client_msg_id = ?"
+            ),
+            Sql::LastSeq => "SELECT last_seq FROM conversations WHERE id = ?",
+            Sql::NewConversation => {
+                "INSERT INTO conversations (id, kind, updated_at_ms) VALUES (?, ?, ?)"
+            }
+            Sql::InsertMessage => {
+                "INSERT INTO messages (conversation_id, seq, from_user, to_user, to_group, \
+                 client_msg_id, content_type, text, file_id, file_name, file_mime, file_size, \
+                 sent_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            }
+            Sql::Bump => {
+                "UPDATE conversations SET last_seq = ?, last_msg_id = ?, updated_at_ms = ? \
+                 WHERE id = ?"
+            }
+            Sql::QueueMessage => "INSERT OR IGNORE INTO offline (user_id, msg_id) VALUES (?, ?)",
+            Sql::Receipted => concat!(
+                "SELECT ",
+                receipted_columns!(),
+                " FROM messages WHERE msg_id = ?"
+            ),
+            Sql::Cursor => {
+                "INSERT INTO device_cursors (user_id, device_id, conversation_id, seq) \
+                 VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (user_id, device_id, conversation_id) \
+                 DO UPDATE SET seq = MAX(seq, excluded.seq)"
+            }
+            Sql::TakeMessage => {
+                "UPDATE offline SET has_read = 1 \
+                 WHERE user_id = ? AND msg_id = ? AND receipt_kind = 0 AND has_read = 0"
+            }
+            Sql::InsertReceipt => {
+                "INSERT OR IGNORE INTO receipts (msg_id, by_user, kind, at_ms) VALUES (?, ?, ?, ?)"
+            }
+            Sql::QueueReceipt => {
+                "INSERT OR IGNORE INTO offline (user_id, msg_id, receipt_kind, receipt_by) \
+                 VALUES (?, ?, ?, ?)"
+            }
+            Sql::Member => {
+                "SELECT m.start_seq, m.read_seq, c.last_seq \
+                 FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id \
+                 WHERE m.conversation_id = ? AND m.user_id = ?"
+            }
+            Sql::SetRead => {
+                "UPDATE conversation_members SET read_seq = ? \
+                 WHERE conversation_id = ? AND user_id = ?"
+            }
+            Sql::Covered => concat!(
+                "SELECT ",
+                receipted_columns!(),
+                " FROM messages \
+                 WHERE conversation_id = ? AND seq > ? AND seq <= ? AND from_user <> ? \
+                 ORDER BY seq"
+            ),
+            Sql::InsertDevice => {
+                "INSERT OR IGNORE INTO devices (user_id, device_id, created_at_ms) VALUES (?, ?, ?)"
+            }
+            Sql::StartCursors => {
+                "INSERT OR IGNORE INTO device_cursors (user_id, device_id, conversation_id, seq) \
+                 SELECT m.user_id, ?, m.conversation_id, c.last_seq \
+                 FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id \
+                 WHERE m.user_id = ?"
+            }
+            Sql::Claim => {
+                "UPDATE offline SET has_read = 1 WHERE user_id = ? AND msg_id = ? \
+                 AND receipt_kind = ? AND receipt_by = ? AND has_read = 0"
+            }
+        }
+    }
+}
+
+/// The hot statements of one transaction. Each is prepared once per
+/// connection (rusqlite's cache) and taken from that cache at its first
+/// use in the transaction, then held until the commit: a cache look-up
+/// hashes the statement's text and moves it out of and back into an LRU
+/// list, which was 6% of the writer's time when done for every run of a
+/// statement (perf, `examples/hot_writes`).
+pub(super) struct Statements<'t> {
+    tx: &'t Transaction<'t>,
+    held: [Option<CachedStatement<'t>>; Sql::COUNT],
+}
+
+impl<'t> Statements<'t> {
+    pub(super) fn new(tx: &'t Transaction<'t>) -> Statements<'t> {
+        Statements {
+            tx,
+            held: std::array::from_fn(|_| None),
+        }
+    }
+
+    fn get(&mut self, sql: Sql) -> StoreResult<&mut CachedStatement<'t>> {
+        let tx = self.tx;
+        let slot = &mut self.held[sql as usize];
+        if slot.is_none() {
+            *slot = Some(tx.prepare_cached(sql.text())?);
+        }
+        Ok(slot.as_mut().expect("prepared just now"))
+    }
+
+    fn last_insert_rowid(&self) -> i64 {
+        self.tx.last_insert_rowid()
+    }
+}
+
 /// Stores a batch: one commit, one fsync, however many messages. A message
 /// whose (sender, client id) is stored already is answered with the stored
 /// copy, marked `duplicate`.
-pub(super) fn append(tx: &Transaction, batch: &[NewMessage]) -> StoreResult<Vec<Appended>> {
+pub(super) fn append(st: &mut Statements, batch: &[NewMessage]) -> StoreResult<Vec<Appended>> {
     let sent_at_ms = now_ms();
     let mut appended = Vec::with_capacity(batch.len());
     for message in batch {
         // Looked up inside the transaction, so a resend later in the same
         // batch finds the copy stored just before it.
-        let earlier = tx
-            .prepare_cached(concat!(
-                "SELECT ",
-                crate::convert::message_columns!(),
-                " FROM messages m WHERE m.from_user = ? AND m.client_msg_id = ?"
-            ))?
+        let earlier = st
+            .get(Sql::Earlier)?
             .query_row(
                 params![sql_int(message.from_user), message.client_msg_id],
                 stored_message,
@@ -41,7 +179,7 @@ pub(super) fn append(tx: &Transaction, batch: &[NewMessage]) -> StoreResult<Vec<
             .optional()?;
         let (message, duplicate) = match earlier {
             Some(stored) => (stored, true),
-            None => (insert(tx, message, sent_at_ms)?, false),
+            None => (insert(st, message, sent_at_ms)?, false),
         };
         appended.push(Appended { message, duplicate });
     }
@@ -50,55 +188,55 @@ pub(super) fn append(tx: &Transaction, batch: &[NewMessage]) -> StoreResult<Vec<
 
 /// Stores one new message: the next seq of its conversation, a new msg_id,
 /// and an unread offline row per recipient.
-fn insert(tx: &Transaction, message: &NewMessage, sent_at_ms: u64) -> StoreResult<StoredMessage> {
+fn insert(
+    st: &mut Statements,
+    message: &NewMessage,
+    sent_at_ms: u64,
+) -> StoreResult<StoredMessage> {
     let conversation_id = conversation_of(message.from_user, message.target);
     let (to_user, to_group, kind) = match message.target {
         Target::User(user) => (user, 0, "direct"),
         Target::Group(group) => (0, group, "group"),
     };
     let at = sql_int(sent_at_ms);
-    tx.prepare_cached(
-        "INSERT OR IGNORE INTO conversations (id, kind, updated_at_ms) VALUES (?, ?, ?)",
-    )?
-    .execute(params![conversation_id, kind, at])?;
     // The transaction holds the database's write lock, so nothing else can
-    // take the same seq between this and the commit.
-    let seq: i64 = tx
-        .prepare_cached(
-            "UPDATE conversations SET last_seq = last_seq + 1, updated_at_ms = ? \
-             WHERE id = ? RETURNING last_seq",
-        )?
-        .query_row(params![at, conversation_id], |row| row.get(0))?;
+    // take the same seq between this and the commit. Read, then written
+    // once with the new message's id: `RETURNING` would build a temporary
+    // table for its one row, and the conversation's row would be written
+    // twice.
+    let last_seq: Option<i64> = st
+        .get(Sql::LastSeq)?
+        .query_row([&conversation_id], |row| row.get(0))
+        .optional()?;
+    let seq = match last_seq {
+        Some(last) => last + 1,
+        None => {
+            st.get(Sql::NewConversation)?
+                .execute(params![conversation_id, kind, at])?;
+            1
+        }
+    };
     let file = message.file.as_ref();
-    let msg_id: i64 = tx
-        .prepare_cached(
-            "INSERT INTO messages (conversation_id, seq, from_user, to_user, to_group, \
-             client_msg_id, content_type, text, file_id, file_name, file_mime, file_size, \
-             sent_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING msg_id",
-        )?
-        .query_row(
-            params![
-                conversation_id,
-                seq,
-                sql_int(message.from_user),
-                sql_int(to_user),
-                sql_int(to_group),
-                message.client_msg_id,
-                message.content_type,
-                message.text,
-                file.map(|f| f.file_id.as_str()),
-                file.map(|f| f.name.as_str()),
-                file.map(|f| f.mime.as_str()),
-                file.map(|f| sql_int(f.size)),
-                at,
-            ],
-            |row| row.get(0),
-        )?;
-    tx.prepare_cached("UPDATE conversations SET last_msg_id = ? WHERE id = ?")?
-        .execute(params![msg_id, conversation_id])?;
+    st.get(Sql::InsertMessage)?.execute(params![
+        conversation_id,
+        seq,
+        sql_int(message.from_user),
+        sql_int(to_user),
+        sql_int(to_group),
+        message.client_msg_id,
+        message.content_type,
+        message.text,
+        file.map(|f| f.file_id.as_str()),
+        file.map(|f| f.name.as_str()),
+        file.map(|f| f.mime.as_str()),
+        file.map(|f| sql_int(f.size)),
+        at,
+    ])?;
+    let msg_id = st.last_insert_rowid();
+    st.get(Sql::Bump)?
+        .execute(params![seq, msg_id, at, conversation_id])?;
     // The sender has the message already; IGNORE drops a recipient listed twice.
-    let mut offline =
-        tx.prepare_cached("INSERT OR IGNORE INTO offline (user_id, msg_id) VALUES (?, ?)")?;
+    let offline = st.get(Sql::QueueMessage)?;
     for &recipient in message
         .recipients
         .iter()
@@ -157,14 +295,6 @@ struct Receipted {
     client_msg_id: String,
 }
 
-/// The columns [`receipted`] reads, in its order (a macro, so the
-/// statements are whole literals and the hot path formats nothing).
-macro_rules! receipted_columns {
-    () => {
-        "msg_id, conversation_id, seq, from_user, client_msg_id"
-    };
-}
-
 fn receipted(row: &Row) -> rusqlite::Result<Receipted> {
     Ok(Receipted {
         msg_id: row.get(0)?,
@@ -179,7 +309,7 @@ fn receipted(row: &Row) -> rusqlite::Result<Receipted> {
 /// the first device's ack takes the message's offline row, and the sender
 /// is owed one DELIVERED receipt per recipient.
 pub(super) fn mark_delivered(
-    tx: &Transaction,
+    st: &mut Statements,
     user: UserId,
     device: &str,
     messages: &[DeliveredMessage],
@@ -190,24 +320,14 @@ pub(super) fn mark_delivered(
     for acked in messages {
         // The stored message, not the ack's copy of its fields, says where it
         // belongs and who sent it. An unknown id acknowledges nothing.
-        let Some(message) = tx
-            .prepare_cached(concat!(
-                "SELECT ",
-                receipted_columns!(),
-                " FROM messages WHERE msg_id = ?"
-            ))?
+        let Some(message) = st
+            .get(Sql::Receipted)?
             .query_row([sql_int(acked.msg_id)], receipted)
             .optional()?
         else {
             continue;
         };
-        tx.prepare_cached(
-            "INSERT INTO device_cursors (user_id, device_id, conversation_id, seq) \
-             VALUES (?, ?, ?, ?) \
-             ON CONFLICT (user_id, device_id, conversation_id) \
-             DO UPDATE SET seq = MAX(seq, excluded.seq)",
-        )?
-        .execute(params![
+        st.get(Sql::Cursor)?.execute(params![
             user_id,
             device,
             message.conversation_id,
@@ -217,12 +337,9 @@ pub(super) fn mark_delivered(
             continue;
         }
         // Whichever device acks first takes the message's offline row too.
-        tx.prepare_cached(
-            "UPDATE offline SET has_read = 1 \
-             WHERE user_id = ? AND msg_id = ? AND receipt_kind = 0 AND has_read = 0",
-        )?
-        .execute(params![user_id, message.msg_id])?;
-        let receipt = store_receipt(tx, ReceiptKind::Delivered, message, user, at_ms)?;
+        st.get(Sql::TakeMessage)?
+            .execute(params![user_id, message.msg_id])?;
+        let receipt = store_receipt(st, ReceiptKind::Delivered, message, user, at_ms)?;
         receipts.extend(receipt);
     }
     Ok(receipts)
@@ -233,19 +350,15 @@ pub(super) fn mark_delivered(
 /// receipts of messages not yet sent. `Forbidden` for a non-member comes
 /// before any write, so the caller's transaction can go on without it.
 pub(super) fn mark_read(
-    tx: &Transaction,
+    st: &mut Statements,
     user: UserId,
     conversation: &str,
     seq: u64,
 ) -> StoreResult<Vec<ReceiptRecord>> {
     let at_ms = now_ms();
     let user_id = sql_int(user);
-    let (start_seq, read_seq, last_seq): (i64, i64, i64) = tx
-        .prepare_cached(
-            "SELECT m.start_seq, m.read_seq, c.last_seq \
-             FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id \
-             WHERE m.conversation_id = ? AND m.user_id = ?",
-        )?
+    let (start_seq, read_seq, last_seq): (i64, i64, i64) = st
+        .get(Sql::Member)?
         .query_row(params![conversation, user_id], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })
@@ -257,17 +370,10 @@ pub(super) fn mark_read(
     if read_to <= read_from {
         return Ok(Vec::new());
     }
-    tx.prepare_cached(
-        "UPDATE conversation_members SET read_seq = ? WHERE conversation_id = ? AND user_id = ?",
-    )?
-    .execute(params![read_to, conversation, user_id])?;
-    let covered: Vec<Receipted> = tx
-        .prepare_cached(concat!(
-            "SELECT ",
-            receipted_columns!(),
-            " FROM messages \
-             WHERE conversation_id = ? AND seq > ? AND seq <= ? AND from_user <> ? ORDER BY seq"
-        ))?
+    st.get(Sql::SetRead)?
+        .execute(params![read_to, conversation, user_id])?;
+    let covered: Vec<Receipted> = st
+        .get(Sql::Covered)?
         .query_map(
             params![conversation, read_from, read_to, user_id],
             receipted,
@@ -275,7 +381,7 @@ pub(super) fn mark_read(
         .collect::<rusqlite::Result<_>>()?;
     let mut receipts = Vec::new();
     for message in covered {
-        receipts.extend(store_receipt(tx, ReceiptKind::Read, message, user, at_ms)?);
+        receipts.extend(store_receipt(st, ReceiptKind::Read, message, user, at_ms)?);
     }
     Ok(receipts)
 }
@@ -285,30 +391,22 @@ pub(super) fn mark_read(
 /// message gets at most one of each kind per recipient, however many devices
 /// or read marks report it.
 fn store_receipt(
-    tx: &Transaction,
+    st: &mut Statements,
     kind: ReceiptKind,
     message: Receipted,
     by_user: UserId,
     at_ms: u64,
 ) -> StoreResult<Option<ReceiptRecord>> {
-    let inserted = tx
-        .prepare_cached(
-            "INSERT OR IGNORE INTO receipts (msg_id, by_user, kind, at_ms) VALUES (?, ?, ?, ?)",
-        )?
-        .execute(params![
-            message.msg_id,
-            sql_int(by_user),
-            kind.as_i64(),
-            sql_int(at_ms)
-        ])?;
+    let inserted = st.get(Sql::InsertReceipt)?.execute(params![
+        message.msg_id,
+        sql_int(by_user),
+        kind.as_i64(),
+        sql_int(at_ms)
+    ])?;
     if inserted == 0 {
         return Ok(None);
     }
-    tx.prepare_cached(
-        "INSERT OR IGNORE INTO offline (user_id, msg_id, receipt_kind, receipt_by) \
-         VALUES (?, ?, ?, ?)",
-    )?
-    .execute(params![
+    st.get(Sql::QueueReceipt)?.execute(params![
         message.from_user,
         message.msg_id,
         kind.as_i64(),
@@ -330,37 +428,30 @@ fn store_receipt(
 /// it was new. A new device starts every conversation at its current last
 /// seq: what came before and no device has yet still reaches it through
 /// the offline rows.
-pub(super) fn register_device(tx: &Transaction, user: UserId, device: &str) -> StoreResult<bool> {
+pub(super) fn register_device(
+    st: &mut Statements,
+    user: UserId,
+    device: &str,
+) -> StoreResult<bool> {
     let user = sql_int(user);
-    let inserted = tx
-        .prepare_cached(
-            "INSERT OR IGNORE INTO devices (user_id, device_id, created_at_ms) VALUES (?, ?, ?)",
-        )?
+    let inserted = st
+        .get(Sql::InsertDevice)?
         .execute(params![user, device, sql_int(now_ms())])?;
     if inserted == 0 {
         return Ok(false);
     }
-    tx.prepare_cached(
-        "INSERT OR IGNORE INTO device_cursors (user_id, device_id, conversation_id, seq) \
-         SELECT m.user_id, ?, m.conversation_id, c.last_seq \
-         FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id \
-         WHERE m.user_id = ?",
-    )?
-    .execute(params![device, user])?;
+    st.get(Sql::StartCursors)?.execute(params![device, user])?;
     Ok(true)
 }
 
 /// Claims the unread offline rows behind `keys` (compare-and-set on
 /// `has_read`); returns the keys this call claimed.
 pub(super) fn claim_keys(
-    tx: &Transaction,
+    st: &mut Statements,
     user: UserId,
     keys: &[OfflineKey],
 ) -> StoreResult<Vec<OfflineKey>> {
-    let mut claim = tx.prepare_cached(
-        "UPDATE offline SET has_read = 1 WHERE user_id = ? AND msg_id = ? \
-         AND receipt_kind = ? AND receipt_by = ? AND has_read = 0",
-    )?;
+    let claim = st.get(Sql::Claim)?;
     let mut claimed = Vec::new();
     for &key in keys {
         let (msg_id, kind, by_user) = match key {
