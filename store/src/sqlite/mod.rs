@@ -1,13 +1,15 @@
 //! The SQLite backend: one database file in WAL mode.
 //!
-//! Two pools share the file. Every write goes through `writer`, a pool of one
-//! connection. SQLite allows one writer at a time anyway; with several write
-//! connections, two transactions that both read and then try to write can only
-//! be untangled by failing one (`SQLITE_BUSY`, which the busy timeout does not
-//! wait out), and the others poll the file lock. One connection turns writers
-//! into a plain async queue in front of it. Reads go through `reader`, a few
-//! read-only connections that WAL lets run beside the writer, each statement
-//! seeing the last commit.
+//! Two writers share the file: the hot writer's thread (`batch`: messages,
+//! acks, read marks, new devices) and `writer`, a sqlx pool of one
+//! connection for the rest. SQLite allows one writer at a time anyway; with
+//! several write connections, two transactions that both read and then try
+//! to write can only be untangled by failing one (`SQLITE_BUSY`, which the
+//! busy timeout does not wait out), and the others poll the file lock. So
+//! each takes the `WriteTurn` for a whole transaction, a plain fair queue in
+//! front of the file. Reads go through `reader`, a few read-only
+//! connections that WAL lets run beside the writers, each statement seeing
+//! the last commit, and the login's reads through `inline`.
 
 mod accounts;
 mod acl;
@@ -38,6 +40,12 @@ use crate::{Store, StoreError, StoreResult};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../sql/sqlite");
 
+/// Whose turn it is to write the file: the hot writer's thread or one of
+/// sqlx's writes, each taking it for a whole transaction, so neither polls
+/// SQLite's lock while the other writes (`BUSY_TIMEOUT` is only the
+/// fallback). True once the store is closed.
+type WriteTurn = Arc<tokio::sync::Mutex<bool>>;
+
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read-only connections: enough for REST reads beside the offline pulls.
@@ -52,6 +60,8 @@ pub struct SqliteStore {
     inline: Arc<inline::InlineReaders>,
     /// Appends and acks, merged into one transaction per wakeup.
     batch: batch::Batcher,
+    /// Taken by every write on `writer` and by the hot writer.
+    turn: WriteTurn,
     /// Friendships, memberships and live tokens, as every send and every
     /// login checks them.
     acl: Arc<acl::Acl>,
@@ -102,21 +112,34 @@ impl SqliteStore {
             .await?;
 
         tracing::info!(path = %path.display(), "sqlite store open");
-        let batch = batch::Batcher::start(writer.clone(), path)?;
+        let turn = WriteTurn::default();
+        let batch = batch::Batcher::start(turn.clone(), path)?;
         Ok(SqliteStore {
             writer,
             reader,
             inline: Arc::new(inline::InlineReaders::new(path)),
             batch,
+            turn,
             acl: Arc::default(),
         })
     }
 
     /// Closes both pools, waiting for calls in progress to finish.
     pub async fn close(&self) {
+        // Waits for the hot writer's batch in progress; later ones fail.
+        *self.turn.lock().await = true;
         self.inline.close();
         self.reader.close().await;
         self.writer.close().await;
+    }
+}
+
+impl SqliteStore {
+    /// Runs `write`, one of the writes on sqlx's writing connection, in its
+    /// turn.
+    async fn gated<T>(&self, write: impl std::future::Future<Output = T>) -> T {
+        let _turn = self.turn.lock().await;
+        write.await
     }
 }
 
@@ -159,7 +182,8 @@ impl Store for SqliteStore {
     }
 
     async fn create_user(&self, name: &str, password_hash: &str) -> StoreResult<User> {
-        accounts::create_user(&self.writer, name, password_hash).await
+        self.gated(accounts::create_user(&self.writer, name, password_hash))
+            .await
     }
 
     async fn user_by_name(&self, name: &str) -> StoreResult<Option<(User, String)>> {
@@ -171,7 +195,8 @@ impl Store for SqliteStore {
     }
 
     async fn create_token(&self, user: UserId, token_hash: &str) -> StoreResult<()> {
-        accounts::create_token(&self.writer, user, token_hash).await
+        self.gated(accounts::create_token(&self.writer, user, token_hash))
+            .await
     }
 
     async fn token_user(&self, token_hash: &str) -> StoreResult<Option<UserId>> {
@@ -187,7 +212,9 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_token(&self, token_hash: &str) -> StoreResult<bool> {
-        let revoked = accounts::revoke_token(&self.writer, token_hash).await;
+        let revoked = self
+            .gated(accounts::revoke_token(&self.writer, token_hash))
+            .await;
         self.acl.changed();
         revoked
     }
@@ -198,7 +225,8 @@ impl Store for SqliteStore {
         to: UserId,
         note: &str,
     ) -> StoreResult<FriendRequest> {
-        friends::create_request(&self.writer, from, to, note).await
+        self.gated(friends::create_request(&self.writer, from, to, note))
+            .await
     }
 
     async fn friend_request(&self, id: u64) -> StoreResult<Option<FriendRequest>> {
@@ -210,7 +238,9 @@ impl Store for SqliteStore {
     }
 
     async fn resolve_friend_request(&self, id: u64, accept: bool) -> StoreResult<FriendRequest> {
-        let resolved = friends::resolve_request(&self.writer, id, accept).await;
+        let resolved = self
+            .gated(friends::resolve_request(&self.writer, id, accept))
+            .await;
         self.acl.changed();
         resolved
     }
@@ -232,7 +262,9 @@ impl Store for SqliteStore {
     }
 
     async fn remove_friend(&self, user: UserId, friend: UserId) -> StoreResult<bool> {
-        let removed = friends::remove_friend(&self.writer, user, friend).await;
+        let removed = self
+            .gated(friends::remove_friend(&self.writer, user, friend))
+            .await;
         self.acl.changed();
         removed
     }
@@ -243,11 +275,14 @@ impl Store for SqliteStore {
         friend: UserId,
         remark: Option<&str>,
     ) -> StoreResult<bool> {
-        friends::set_remark(&self.writer, user, friend, remark).await
+        self.gated(friends::set_remark(&self.writer, user, friend, remark))
+            .await
     }
 
     async fn create_group(&self, creator: UserId, name: &str) -> StoreResult<Group> {
-        let created = groups::create_group(&self.writer, creator, name).await;
+        let created = self
+            .gated(groups::create_group(&self.writer, creator, name))
+            .await;
         self.acl.changed();
         created
     }
@@ -286,25 +321,31 @@ impl Store for SqliteStore {
     // failed call may still have committed (a lost answer).
 
     async fn add_member(&self, group: GroupId, user: UserId, role: Role) -> StoreResult<()> {
-        let added = groups::add_member(&self.writer, group, user, role).await;
+        let added = self
+            .gated(groups::add_member(&self.writer, group, user, role))
+            .await;
         self.acl.changed();
         added
     }
 
     async fn remove_member(&self, group: GroupId, user: UserId) -> StoreResult<bool> {
-        let removed = groups::remove_member(&self.writer, group, user).await;
+        let removed = self
+            .gated(groups::remove_member(&self.writer, group, user))
+            .await;
         self.acl.changed();
         removed
     }
 
     async fn set_role(&self, group: GroupId, user: UserId, role: Role) -> StoreResult<bool> {
-        let set = groups::set_role(&self.writer, group, user, role).await;
+        let set = self
+            .gated(groups::set_role(&self.writer, group, user, role))
+            .await;
         self.acl.changed();
         set
     }
 
     async fn dissolve_group(&self, group: GroupId) -> StoreResult<Vec<UserId>> {
-        let dissolved = groups::dissolve(&self.writer, group).await;
+        let dissolved = self.gated(groups::dissolve(&self.writer, group)).await;
         self.acl.changed();
         dissolved
     }
@@ -314,7 +355,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_file(&self, file: &FileRecord) -> StoreResult<()> {
-        accounts::create_file(&self.writer, file).await
+        self.gated(accounts::create_file(&self.writer, file)).await
     }
 
     async fn file(&self, id: &str) -> StoreResult<Option<FileRecord>> {
@@ -353,7 +394,7 @@ impl Store for SqliteStore {
     }
 
     async fn claim_offline(&self, row_id: u64) -> StoreResult<bool> {
-        offline::claim(&self.writer, row_id).await
+        self.gated(offline::claim(&self.writer, row_id)).await
     }
 
     async fn claim_offline_keys(
@@ -379,7 +420,7 @@ impl Store for SqliteStore {
     }
 
     async fn release_offline(&self, row_ids: &[u64]) -> StoreResult<()> {
-        offline::release(&self.writer, row_ids).await
+        self.gated(offline::release(&self.writer, row_ids)).await
     }
 
     async fn mark_delivered(

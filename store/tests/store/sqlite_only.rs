@@ -83,3 +83,24 @@ async fn a_refused_read_mark_leaves_its_batch_alone() {
     assert_eq!(append.await.unwrap().unwrap()[0].message.seq, 1);
     store.close().await;
 }
+
+/// Once closed, the store refuses the hot writes too (they run on a thread
+/// and connection of their own, not on the pools `close` shuts), rather
+/// than writing behind the caller's back.
+#[tokio::test]
+async fn a_closed_store_refuses_hot_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("im.db")).await.unwrap();
+    let alice = store.create_user("alice", "hash").await.unwrap().id;
+    let bob = store.create_user("bob", "hash").await.unwrap().id;
+    let target = im_store::Target::User(bob);
+    let before = crate::text(alice, target, "before", &[bob]);
+    assert_eq!(store.append_messages(&[before]).await.unwrap().len(), 1);
+    store.close().await;
+    let after = crate::text(alice, target, "after", &[bob]);
+    assert!(
+        store.append_messages(&[after]).await.is_err(),
+        "a message was stored after close"
+    );
+    assert!(store.register_device(alice, "phone").await.is_err());
+}
