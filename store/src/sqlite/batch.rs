@@ -29,7 +29,16 @@ const QUEUE: usize = 8192;
 /// `checkpoint`): 32 MiB of 4 KiB pages.
 const RESTART_FRAMES: i64 = 8192;
 /// The hot connection's page cache: a negative `cache_size` is KiB.
-const HOT_CACHE_KIB: i64 = -64 * 1024;
+///
+/// Bigger is not free. A B-tree split renumbers a page to the lock page's
+/// number (page 262,145 with 4 KiB pages) for a moment, and a commit after
+/// that walks the cache's whole hash table to drop pages past the file's
+/// end. With 64 MiB that walk was 12% of the writer's samples at
+/// 6,000 msg/s (perf). Chat at 6,000 msg/s, alternate runs: 64 MiB, server
+/// CPU 112-117%, send-to-arrival p50 6.4-10.8 ms; 8 MiB, 106-110%,
+/// 4.3-5.4 ms; 2 MiB (SQLite's default), 108-109%, 4.4-5.4 ms. 8 MiB keeps
+/// more of the indexes than the default as the file grows.
+const HOT_CACHE_KIB: i64 = -8 * 1024;
 
 /// One write the batcher runs.
 enum Op {
@@ -83,8 +92,8 @@ impl Batcher {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "foreign_keys", true)?;
         // Every hot write searches the indexes of messages, offline rows,
-        // receipts and cursors; SQLite's default page cache (2 MiB) keeps
-        // too few of their pages, and each miss is a read from the file.
+        // receipts and cursors; each page the cache misses is a read from
+        // the file.
         conn.pragma_update(None, "cache_size", HOT_CACHE_KIB)?;
         let checkpoints = Checkpoints::start(&conn, path, RESTART_FRAMES)?;
         let (tx, rx) = mpsc::channel(QUEUE);
