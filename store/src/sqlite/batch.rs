@@ -206,9 +206,9 @@ fn write(
         // Taken and given back on this thread, without the runtime. This
         // used to be a lease of sqlx's writing connection, which sqlx gives
         // back from a task of its own: in the chat benchmark at 8,000 msg/s
-        // the thread spent 40-55% of every second waiting for that task to
-        // be scheduled behind the link tasks, and made 6-12 transactions a
-        // second.
+        // the thread spent 28-56% of every second (about 44% typically)
+        // waiting for that task to be scheduled behind the link tasks, and
+        // made 5-13 transactions a second.
         let closed = turn.blocking_lock();
         if *closed {
             for (_, reply) in requests {
