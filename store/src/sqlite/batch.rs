@@ -28,6 +28,13 @@ const QUEUE: usize = 8192;
 /// WAL frames (pages) past which the writer starts the WAL over (see
 /// `checkpoint`): 32 MiB of 4 KiB pages.
 const RESTART_FRAMES: i64 = 8192;
+/// A batch of acks alone (no message, no read mark: nobody's message
+/// waits for it) smaller than this waits `GATHER` for more before it is
+/// written. Chat at 3,000 msg/s, alternate runs: server CPU 94-95% ->
+/// 70-72%, send-to-arrival p99 8.4-8.9 -> 6.8-6.9 ms and p50 1.2 ->
+/// 2.2 ms; saturation 15,899-17,781 -> 19,259-19,443 msg/s.
+const GATHER_BELOW: usize = 64;
+const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
 /// The hot connection's page cache: a negative `cache_size` is KiB.
 ///
 /// Bigger is not free. A B-tree split renumbers a page to the lock page's
@@ -197,11 +204,10 @@ fn write(
     while let Some(first) = rx.blocking_recv() {
         let mut requests: Vec<Request> = Vec::with_capacity(MAX_BATCH);
         requests.push(first);
-        while requests.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(request) => requests.push(request),
-                Err(_) => break,
-            }
+        drain(&mut rx, &mut requests);
+        if requests.len() < GATHER_BELOW && !requests.iter().any(|(op, _)| durable(op)) {
+            std::thread::sleep(GATHER);
+            drain(&mut rx, &mut requests);
         }
         // Taken and given back on this thread, without the runtime. This
         // used to be a lease of sqlx's writing connection, which sqlx gives
@@ -225,6 +231,21 @@ fn write(
         }));
         drop(closed);
     }
+}
+
+/// Moves what is queued into `requests`, up to `MAX_BATCH`.
+fn drain(rx: &mut mpsc::Receiver<Request>, requests: &mut Vec<Request>) {
+    while requests.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(request) => requests.push(request),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Whether `op` must be on disk before its caller hears back.
+fn durable(op: &Op) -> bool {
+    matches!(op, Op::Append(_) | Op::Read { .. })
 }
 
 fn write_batch(conn: &mut Connection, mut requests: Vec<Request>) {
@@ -258,10 +279,8 @@ fn write_batch(conn: &mut Connection, mut requests: Vec<Request>) {
 /// a device whose registration it loses lost its later acks too and starts
 /// over as new.
 fn together(conn: &mut Connection, ops: &[&Op]) -> StoreResult<Vec<Done>> {
-    let durable = ops
-        .iter()
-        .any(|op| matches!(op, Op::Append(_) | Op::Read { .. }));
-    conn.execute_batch(if durable {
+    let synced = ops.iter().any(|op| durable(op));
+    conn.execute_batch(if synced {
         "PRAGMA synchronous = FULL"
     } else {
         "PRAGMA synchronous = NORMAL"
