@@ -132,9 +132,7 @@ impl SqliteStore {
         self.reader.close().await;
         self.writer.close().await;
     }
-}
 
-impl SqliteStore {
     /// Runs `write`, one of the writes on sqlx's writing connection, in its
     /// turn.
     async fn gated<T>(&self, write: impl std::future::Future<Output = T>) -> T {
