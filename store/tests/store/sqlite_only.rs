@@ -1,6 +1,6 @@
 //! What only the SQLite backend has: a file on disk, in WAL mode.
 
-use im_store::{SqliteStore, Store};
+use im_store::{SqliteStore, Store, UserId};
 
 #[tokio::test]
 async fn open_makes_the_directory_and_reopens_the_same_data() {
@@ -26,15 +26,22 @@ async fn the_file_is_written_ahead() {
     store.close().await;
 }
 
+/// A store in a fresh directory (kept while the first value lives) with
+/// two users, alice and bob.
+async fn alice_and_bob() -> (tempfile::TempDir, SqliteStore, UserId, UserId) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("im.db")).await.unwrap();
+    let alice = store.create_user("alice", "hash").await.unwrap().id;
+    let bob = store.create_user("bob", "hash").await.unwrap().id;
+    (dir, store, alice, bob)
+}
+
 /// Appends and acks that arrive together share one transaction. One that
 /// fails (here a sender that does not exist, which the foreign key refuses)
 /// must fail alone: the others in its transaction are written and answered.
 #[tokio::test]
 async fn a_failing_write_fails_only_its_own_caller() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("im.db")).await.unwrap();
-    let alice = store.create_user("alice", "hash").await.unwrap().id;
-    let bob = store.create_user("bob", "hash").await.unwrap().id;
+    let (_dir, store, alice, bob) = alice_and_bob().await;
     let target = im_store::Target::User(bob);
     // Spawned on this test's one thread, they all queue before the writer
     // task runs, so they reach it together.
@@ -67,10 +74,7 @@ async fn a_failing_write_fails_only_its_own_caller() {
 /// is refused, and the append beside it is stored.
 #[tokio::test]
 async fn a_refused_read_mark_leaves_its_batch_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("im.db")).await.unwrap();
-    let alice = store.create_user("alice", "hash").await.unwrap().id;
-    let bob = store.create_user("bob", "hash").await.unwrap().id;
+    let (_dir, store, alice, bob) = alice_and_bob().await;
     let target = im_store::Target::User(bob);
     let (first, reader) = (store.clone(), store.clone());
     let message = crate::text(alice, target, "m0", &[bob]);
@@ -89,10 +93,7 @@ async fn a_refused_read_mark_leaves_its_batch_alone() {
 /// than writing behind the caller's back.
 #[tokio::test]
 async fn a_closed_store_refuses_hot_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("im.db")).await.unwrap();
-    let alice = store.create_user("alice", "hash").await.unwrap().id;
-    let bob = store.create_user("bob", "hash").await.unwrap().id;
+    let (_dir, store, alice, bob) = alice_and_bob().await;
     let target = im_store::Target::User(bob);
     let before = crate::text(alice, target, "before", &[bob]);
     assert_eq!(store.append_messages(&[before]).await.unwrap().len(), 1);
