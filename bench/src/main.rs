@@ -68,6 +68,11 @@ struct Cli {
     /// Group sizes for `group` (comma-separated).
     #[arg(long, value_delimiter = ',')]
     group_sizes: Option<Vec<usize>>,
+    /// Messages in `group`'s burst after the first one (they go out at
+    /// once, so at most what the link's send window holds besides the
+    /// first: 255).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=255))]
+    group_burst: Option<u16>,
     /// Queued messages for `offline`.
     #[arg(long)]
     offline_messages: Option<usize>,
@@ -154,6 +159,9 @@ fn plan(cli: &Cli) -> Plan {
     }
     if let Some(sizes) = &cli.group_sizes {
         plan.group.sizes = sizes.clone();
+    }
+    if let Some(burst) = cli.group_burst {
+        plan.group.burst = usize::from(burst);
     }
     if let Some(k) = cli.offline_messages {
         plan.offline.messages = k.max(1);
