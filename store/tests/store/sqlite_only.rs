@@ -105,3 +105,97 @@ async fn a_closed_store_refuses_hot_writes() {
     );
     assert!(store.register_device(alice, "phone").await.is_err());
 }
+
+/// A database made before migration 3 rebuilt the offline and receipt
+/// tables keeps its rows through the rebuild: what was unread is unread
+/// with the same ids, a claimed row stays claimed, a receipt keeps its
+/// time, and rows queued afterwards come after the old ones.
+#[tokio::test]
+async fn the_offline_rebuild_keeps_every_row_and_the_order() {
+    use sqlx::migrate::Migrator;
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+
+    let dir = tempfile::tempdir().unwrap();
+    let before = dir.path().join("migrations");
+    std::fs::create_dir(&before).unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sql/sqlite");
+    for name in ["0001_init.sql", "0002_offline_unread_partial.sql"] {
+        std::fs::copy(all.join(name), before.join(name)).unwrap();
+    }
+    let path = dir.path().join("im.db");
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let old = SqlitePool::connect_with(options).await.unwrap();
+    let migrator = Migrator::new(before.as_path()).await.unwrap();
+    migrator.run(&old).await.unwrap();
+    // alice (1) sent bob (2) two messages; bob's device took the first
+    // (row 1 claimed, a DELIVERED receipt queued for alice as row 3); the
+    // second waits (row 2).
+    sqlx::raw_sql(
+        "INSERT INTO users (id, name, password_hash, created_at_ms)
+             VALUES (1, 'alice', 'h', 0), (2, 'bob', 'h', 0);
+         INSERT INTO conversations (id, kind, last_seq, last_msg_id, updated_at_ms)
+             VALUES ('u1-2', 'direct', 2, 2, 0);
+         INSERT INTO messages (msg_id, conversation_id, seq, from_user, to_user,
+                               client_msg_id, content_type, text, sent_at_ms)
+             VALUES (1, 'u1-2', 1, 1, 2, 'c1', 1, 'one', 10),
+                    (2, 'u1-2', 2, 1, 2, 'c2', 1, 'two', 20);
+         INSERT INTO offline (id, user_id, msg_id, receipt_kind, receipt_by, has_read)
+             VALUES (1, 2, 1, 0, 0, 1), (2, 2, 2, 0, 0, 0), (3, 1, 1, 2, 2, 0);
+         INSERT INTO receipts (msg_id, by_user, kind, at_ms) VALUES (1, 2, 2, 1234);",
+    )
+    .execute(&old)
+    .await
+    .unwrap();
+    old.close().await;
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    let bobs = store.offline_unread(2, 10).await.unwrap();
+    assert_eq!(bobs.len(), 1, "{bobs:?}");
+    assert_eq!(bobs[0].id, 2);
+    assert!(
+        matches!(&bobs[0].item, im_store::OfflineItem::Message(m) if m.msg_id == 2 && m.text == "two")
+    );
+    let alices = store.offline_unread(1, 10).await.unwrap();
+    assert_eq!(alices.len(), 1, "{alices:?}");
+    assert_eq!(alices[0].id, 3);
+    let im_store::OfflineItem::Receipt(receipt) = &alices[0].item else {
+        panic!("not a receipt: {alices:?}");
+    };
+    assert_eq!(
+        (receipt.msg_id, receipt.by_user, receipt.at_ms),
+        (1, 2, 1234)
+    );
+    // The rebuilt receipts table still holds one receipt per kind.
+    let again = store
+        .mark_delivered(
+            2,
+            "phone",
+            &[im_store::DeliveredMessage {
+                msg_id: 1,
+                conversation_id: "u1-2".into(),
+                seq: 1,
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "a second DELIVERED: {again:?}");
+
+    let third = crate::text(1, im_store::Target::User(2), "three", &[2]);
+    let appended = store.append_messages(&[third]).await.unwrap();
+    assert_eq!(appended[0].message.seq, 3);
+    let ids: Vec<u64> = store
+        .offline_unread(2, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids[0] == 2 && ids[1] > 3, "{ids:?}");
+    assert!(store.claim_offline(3).await.unwrap());
+    assert!(!store.claim_offline(3).await.unwrap());
+    assert!(!store.claim_offline(1).await.unwrap(), "row 1 was claimed");
+    store.close().await;
+}
