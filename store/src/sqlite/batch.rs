@@ -104,9 +104,10 @@ impl Batcher {
         conn.pragma_update(None, "cache_size", HOT_CACHE_KIB)?;
         let checkpoints = Checkpoints::start(&conn, path, RESTART_FRAMES)?;
         let (tx, rx) = mpsc::channel(QUEUE);
+        let runtime = tokio::runtime::Handle::try_current().ok();
         std::thread::Builder::new()
             .name("sqlite-hot".into())
-            .spawn(move || write(turn, conn, rx, checkpoints))
+            .spawn(move || write(turn, conn, rx, checkpoints, runtime))
             .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         Ok(Batcher { tx })
     }
@@ -200,6 +201,7 @@ fn write(
     mut conn: Connection,
     mut rx: mpsc::Receiver<Request>,
     checkpoints: Checkpoints,
+    runtime: Option<tokio::runtime::Handle>,
 ) {
     while let Some(first) = rx.blocking_recv() {
         let mut requests: Vec<Request> = Vec::with_capacity(MAX_BATCH);
@@ -226,7 +228,7 @@ fn write(
         // A panic loses only that batch: its callers see their replies
         // dropped (an error), and the connection is used again.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            write_batch(&mut conn, requests);
+            write_batch(&mut conn, requests, runtime.as_ref());
             checkpoints.committed(&conn);
         }));
         drop(closed);
@@ -248,12 +250,29 @@ fn durable(op: &Op) -> bool {
     matches!(op, Op::Append(_) | Op::Read { .. })
 }
 
-fn write_batch(conn: &mut Connection, mut requests: Vec<Request>) {
+/// Runs `requests` and answers them. A committed batch's answers are
+/// handed to one task on `runtime`, which wakes the callers and drops the
+/// requests: from this thread each reply woke its caller through the
+/// runtime's shared queue and its I/O driver, and each request was freed
+/// here, far from the thread that allocated it. That was 9.5% of this
+/// thread's samples in `examples/hot_writes` (perf), time in which the one
+/// writer writes nothing.
+fn write_batch(
+    conn: &mut Connection,
+    mut requests: Vec<Request>,
+    runtime: Option<&tokio::runtime::Handle>,
+) {
     let ops: Vec<&Op> = requests.iter().map(|(op, _)| op).collect();
     match together(conn, &ops) {
         Ok(results) => {
-            for ((_, reply), result) in requests.into_iter().zip(results) {
-                let _ = reply.send(Ok(result));
+            let answer = move || {
+                for ((_, reply), result) in requests.into_iter().zip(results) {
+                    let _ = reply.send(Ok(result));
+                }
+            };
+            match runtime {
+                Some(runtime) => drop(runtime.spawn(async move { answer() })),
+                None => answer(),
             }
         }
         // Nothing of the batch was written. One at a time, so a write that
