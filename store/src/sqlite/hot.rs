@@ -66,7 +66,8 @@ impl Sql {
             Sql::InsertMessage => {
                 "INSERT INTO messages (conversation_id, seq, from_user, to_user, to_group, \
                  client_msg_id, content_type, text, file_id, file_name, file_mime, file_size, \
-                 sent_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                 sent_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (from_user, client_msg_id) DO NOTHING"
             }
             Sql::Bump => {
                 "UPDATE conversations SET last_seq = ?, last_msg_id = ?, updated_at_ms = ? \
@@ -163,36 +164,23 @@ impl<'t> Statements<'t> {
 
 /// Stores a batch: one commit, one fsync, however many messages. A message
 /// whose (sender, client id) is stored already is answered with the stored
-/// copy, marked `duplicate`.
+/// copy, marked `duplicate`. Each is checked inside the transaction, so a
+/// resend later in the same batch finds the copy stored just before it.
 pub(super) fn append(st: &mut Statements, batch: &[NewMessage]) -> StoreResult<Vec<Appended>> {
     let sent_at_ms = now_ms();
     let mut appended = Vec::with_capacity(batch.len());
     for message in batch {
-        // Looked up inside the transaction, so a resend later in the same
-        // batch finds the copy stored just before it.
-        let earlier = st
-            .get(Sql::Earlier)?
-            .query_row(
-                params![sql_int(message.from_user), message.client_msg_id],
-                stored_message,
-            )
-            .optional()?;
-        let (message, duplicate) = match earlier {
-            Some(stored) => (stored, true),
-            None => (insert(st, message, sent_at_ms)?, false),
-        };
-        appended.push(Appended { message, duplicate });
+        appended.push(insert(st, message, sent_at_ms)?);
     }
     Ok(appended)
 }
 
 /// Stores one new message: the next seq of its conversation, a new msg_id,
-/// and an unread offline row per recipient.
-fn insert(
-    st: &mut Statements,
-    message: &NewMessage,
-    sent_at_ms: u64,
-) -> StoreResult<StoredMessage> {
+/// and an unread offline row per recipient. A resend is found by the
+/// insert itself: `(from_user, client_msg_id)` is unique, and the insert
+/// that hits it does nothing. That saves searching the same index once
+/// before every insert, in the one writer's time.
+fn insert(st: &mut Statements, message: &NewMessage, sent_at_ms: u64) -> StoreResult<Appended> {
     let conversation_id = conversation_of(message.from_user, message.target);
     let (to_user, to_group, kind) = match message.target {
         Target::User(user) => (user, 0, "direct"),
@@ -211,13 +199,18 @@ fn insert(
     let seq = match last_seq {
         Some(last) => last + 1,
         None => {
+            // A resend of a message stored to another conversation must not
+            // leave this one made and empty, so here the look-up comes first.
+            if let Some(stored) = earlier(st, message)? {
+                return Ok(duplicate(stored));
+            }
             st.get(Sql::NewConversation)?
                 .execute(params![conversation_id, kind, at])?;
             1
         }
     };
     let file = message.file.as_ref();
-    st.get(Sql::InsertMessage)?.execute(params![
+    let inserted = st.get(Sql::InsertMessage)?.execute(params![
         conversation_id,
         seq,
         sql_int(message.from_user),
@@ -232,6 +225,10 @@ fn insert(
         file.map(|f| sql_int(f.size)),
         at,
     ])?;
+    if inserted == 0 {
+        let stored = earlier(st, message)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+        return Ok(duplicate(stored));
+    }
     let msg_id = st.last_insert_rowid();
     st.get(Sql::Bump)?
         .execute(params![seq, msg_id, at, conversation_id])?;
@@ -244,7 +241,7 @@ fn insert(
     {
         offline.execute(params![sql_int(recipient), msg_id])?;
     }
-    Ok(StoredMessage {
+    let message = StoredMessage {
         msg_id: api_int(msg_id),
         conversation_id,
         seq: api_int(seq),
@@ -256,7 +253,30 @@ fn insert(
         text: message.text.clone(),
         file: message.file.clone(),
         sent_at_ms,
+    };
+    Ok(Appended {
+        message,
+        duplicate: false,
     })
+}
+
+/// The stored copy of `message` (same sender, same client id), if any.
+fn earlier(st: &mut Statements, message: &NewMessage) -> StoreResult<Option<StoredMessage>> {
+    let stored = st
+        .get(Sql::Earlier)?
+        .query_row(
+            params![sql_int(message.from_user), message.client_msg_id],
+            stored_message,
+        )
+        .optional()?;
+    Ok(stored)
+}
+
+fn duplicate(stored: StoredMessage) -> Appended {
+    Appended {
+        message: stored,
+        duplicate: true,
+    }
 }
 
 /// A row of [`message_columns!`](crate::convert::message_columns).

@@ -7,6 +7,7 @@ backend_tests!(
     group_messages_and_files_are_stored_whole,
     a_resend_returns_the_stored_message_and_writes_nothing,
     a_resend_within_one_batch_is_a_duplicate_too,
+    a_resend_to_another_conversation_is_the_stored_message,
     only_recipients_get_offline_rows,
     messages_after_reads_a_window_of_seqs,
     history_pages_backwards_for_members_only,
@@ -131,6 +132,32 @@ async fn a_resend_within_one_batch_is_a_duplicate_too(db: &Fixture) {
     assert_eq!(flags, [(1, false), (1, true), (2, false)]);
     assert_eq!(appended[0].message, appended[1].message);
     assert_eq!(db.offline_unread(bob, 10).await.unwrap().len(), 2);
+}
+
+async fn a_resend_to_another_conversation_is_the_stored_message(db: &Fixture) {
+    let alice = db.new_user("alice").await;
+    let bob = db.new_user("bob").await;
+    let carol = db.new_user("carol").await;
+    db.befriend(alice, bob).await;
+    db.befriend(alice, carol).await;
+
+    let original = db.send(alice, Target::User(bob), "same", &[bob]).await;
+    // The client id is the sender's: sent again to carol, it is still the
+    // message bob has, and carol's conversation gets nothing.
+    let resent = db.send(alice, Target::User(carol), "same", &[carol]).await;
+    assert!(resent.duplicate);
+    assert_eq!(resent.message, original.message);
+    assert!(db.offline_unread(carol, 10).await.unwrap().is_empty());
+    let with_carol = direct_conversation(alice, carol);
+    assert!(db
+        .messages_after(&with_carol, 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Her conversation's seqs were not touched either.
+    let next = db.send(alice, Target::User(carol), "next", &[carol]).await;
+    assert_eq!((next.message.seq, next.duplicate), (1, false));
 }
 
 async fn only_recipients_get_offline_rows(db: &Fixture) {

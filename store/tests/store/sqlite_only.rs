@@ -112,27 +112,11 @@ async fn a_closed_store_refuses_hot_writes() {
 /// time, and rows queued afterwards come after the old ones.
 #[tokio::test]
 async fn the_offline_rebuild_keeps_every_row_and_the_order() {
-    use sqlx::migrate::Migrator;
-    use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
-
-    let dir = tempfile::tempdir().unwrap();
-    let before = dir.path().join("migrations");
-    std::fs::create_dir(&before).unwrap();
-    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sql/sqlite");
-    for name in ["0001_init.sql", "0002_offline_unread_partial.sql"] {
-        std::fs::copy(all.join(name), before.join(name)).unwrap();
-    }
-    let path = dir.path().join("im.db");
-    let options = SqliteConnectOptions::new()
-        .filename(&path)
-        .create_if_missing(true);
-    let old = SqlitePool::connect_with(options).await.unwrap();
-    let migrator = Migrator::new(before.as_path()).await.unwrap();
-    migrator.run(&old).await.unwrap();
     // alice (1) sent bob (2) two messages; bob's device took the first
     // (row 1 claimed, a DELIVERED receipt queued for alice as row 3); the
     // second waits (row 2).
-    sqlx::raw_sql(
+    let (_dir, path) = database_before(
+        3,
         "INSERT INTO users (id, name, password_hash, created_at_ms)
              VALUES (1, 'alice', 'h', 0), (2, 'bob', 'h', 0);
          INSERT INTO conversations (id, kind, last_seq, last_msg_id, updated_at_ms)
@@ -145,10 +129,7 @@ async fn the_offline_rebuild_keeps_every_row_and_the_order() {
              VALUES (1, 2, 1, 0, 0, 1), (2, 2, 2, 0, 0, 0), (3, 1, 1, 2, 2, 0);
          INSERT INTO receipts (msg_id, by_user, kind, at_ms) VALUES (1, 2, 2, 1234);",
     )
-    .execute(&old)
-    .await
-    .unwrap();
-    old.close().await;
+    .await;
 
     let store = SqliteStore::open(&path).await.unwrap();
     let bobs = store.offline_unread(2, 10).await.unwrap();
@@ -197,5 +178,88 @@ async fn the_offline_rebuild_keeps_every_row_and_the_order() {
     assert!(store.claim_offline(3).await.unwrap());
     assert!(!store.claim_offline(3).await.unwrap());
     assert!(!store.claim_offline(1).await.unwrap(), "row 1 was claimed");
+    store.close().await;
+}
+
+/// A database file made by the migrations before `version` alone, then
+/// filled by `rows`: what an older server left, for the store to open and
+/// migrate the rest of the way. The directory lives as long as the first
+/// value.
+async fn database_before(version: u32, rows: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    use sqlx::migrate::Migrator;
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+
+    let dir = tempfile::tempdir().unwrap();
+    let before = dir.path().join("migrations");
+    std::fs::create_dir(&before).unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sql/sqlite");
+    for entry in std::fs::read_dir(&all).unwrap() {
+        let name = entry.unwrap().file_name();
+        let number: u32 = name.to_str().unwrap()[..4].parse().unwrap();
+        if number < version {
+            std::fs::copy(all.join(&name), before.join(&name)).unwrap();
+        }
+    }
+    let path = dir.path().join("im.db");
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .foreign_keys(true);
+    let old = SqlitePool::connect_with(options).await.unwrap();
+    let migrator = Migrator::new(before.as_path()).await.unwrap();
+    migrator.run(&old).await.unwrap();
+    sqlx::raw_sql(rows).execute(&old).await.unwrap();
+    old.close().await;
+    (dir, path)
+}
+
+#[tokio::test]
+async fn the_conversations_rebuild_keeps_every_conversation() {
+    // alice (1) and bob (2) have a direct conversation of two messages, bob
+    // read the first; both are in group 1, whose conversation is empty but
+    // was made later, so it lists first.
+    let (_dir, path) = database_before(
+        4,
+        "INSERT INTO users (id, name, password_hash, created_at_ms)
+             VALUES (1, 'alice', 'h', 0), (2, 'bob', 'h', 0);
+         INSERT INTO groups (id, name, creator, created_at_ms) VALUES (1, 'g', 1, 0);
+         INSERT INTO group_members (group_id, user_id, role, joined_at_ms)
+             VALUES (1, 1, 3, 0), (1, 2, 1, 0);
+         INSERT INTO conversations (id, kind, last_seq, last_msg_id, updated_at_ms)
+             VALUES ('u1-2', 'direct', 2, 2, 20), ('g1', 'group', 0, NULL, 30);
+         INSERT INTO conversation_members (conversation_id, user_id, start_seq, read_seq)
+             VALUES ('u1-2', 1, 0, 2), ('u1-2', 2, 0, 1), ('g1', 1, 0, 0), ('g1', 2, 0, 0);
+         INSERT INTO messages (msg_id, conversation_id, seq, from_user, to_user,
+                               client_msg_id, content_type, text, sent_at_ms)
+             VALUES (1, 'u1-2', 1, 1, 2, 'c1', 1, 'one', 10),
+                    (2, 'u1-2', 2, 1, 2, 'c2', 1, 'two', 20);",
+    )
+    .await;
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    let bobs: Vec<String> = store
+        .conversations(2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| {
+            let last = c.last_message.map(|m| m.msg_id);
+            let (id, kind) = (c.id, c.kind);
+            format!(
+                "{id} {kind:?} {} {} {} {last:?}",
+                c.last_seq, c.read_seq, c.unread
+            )
+        })
+        .collect();
+    assert_eq!(bobs, ["g1 Group 0 0 0 None", "u1-2 Direct 2 1 1 Some(2)"]);
+    let next = crate::text(2, im_store::Target::Group(1), "hi", &[1, 2]);
+    let appended = store.append_messages(&[next]).await.unwrap();
+    assert_eq!(
+        (
+            appended[0].message.conversation_id.as_str(),
+            appended[0].message.seq
+        ),
+        ("g1", 1)
+    );
     store.close().await;
 }
