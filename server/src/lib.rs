@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use im_connector::{Connector, Registry};
 use im_offline_worker::BatchingLog;
 use im_rest_api::AppState;
-use im_store::{MySqlStore, SqliteStore, Store};
+use im_store::{MySqlStore, SqliteOptions, SqliteStore, Store};
 use im_transfer::{Router, Transfer};
 use im_user_status::{MemoryUserStatus, RedisUserStatus, UserStatus};
 use tokio::net::{TcpListener, TcpSocket};
@@ -51,7 +51,10 @@ pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>
         return Ok(Arc::new(store));
     }
     let db = config.data_dir.join("im.db");
-    let store = SqliteStore::open(&db)
+    let options = SqliteOptions {
+        writer_nice: config.writer_nice,
+    };
+    let store = SqliteStore::open_with(&db, options)
         .await
         .with_context(|| format!("opening {}", db.display()))?;
     Ok(Arc::new(store))

@@ -158,6 +158,7 @@ fn bad_flags_get_a_clear_error_and_no_start() {
             "is not host:port",
         ),
         (&["--role", "router"][..], "invalid value 'router'"),
+        (&["--writer-nice", "40"][..], "--writer-nice"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_im-server"))
             .args(args)

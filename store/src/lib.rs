@@ -15,7 +15,7 @@ use async_trait::async_trait;
 
 pub use error::StoreError;
 pub use mysql::MySqlStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteOptions, SqliteStore};
 pub use types::*;
 
 /// Result of a store call.

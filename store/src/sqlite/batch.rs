@@ -94,7 +94,7 @@ impl Batcher {
     /// Opens the hot path's own connection to the database at `path`
     /// (already made and migrated) and starts the writer thread, which
     /// takes `turn` for each batch, so the file has one writer at a time.
-    pub(super) fn start(turn: WriteTurn, path: &Path) -> StoreResult<Batcher> {
+    pub(super) fn start(turn: WriteTurn, path: &Path, nice: i32) -> StoreResult<Batcher> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "foreign_keys", true)?;
@@ -107,7 +107,10 @@ impl Batcher {
         let runtime = tokio::runtime::Handle::try_current().ok();
         std::thread::Builder::new()
             .name("sqlite-hot".into())
-            .spawn(move || write(turn, conn, rx, checkpoints, runtime))
+            .spawn(move || {
+                set_nice(nice);
+                write(turn, conn, rx, checkpoints, runtime)
+            })
             .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         Ok(Batcher { tx })
     }
@@ -188,6 +191,28 @@ fn mismatch() -> StoreError {
     StoreError::Database(sqlx::Error::Protocol(
         "batched write answered with another kind of result".into(),
     ))
+}
+
+/// Gives the calling thread (the writer) the nice value `nice`, if the
+/// process may. At saturation in the chat benchmark the writer was
+/// runnable 92% of the time but ran 61%: it waited in the run queue behind
+/// the runtime's workers and the load generator, each getting an equal
+/// share, while every message waits for it. At nice -10 (alternate runs of
+/// one build, 1,000 pairs): 21,720 / 21,242 -> 24,872 / 26,939 msg/s.
+fn set_nice(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    let thread = rustix::thread::gettid();
+    match rustix::process::setpriority_process(Some(thread), nice) {
+        Ok(()) => tracing::info!(nice, "sqlite hot writer runs at its own priority"),
+        Err(error) => tracing::warn!(
+            nice,
+            %error,
+            "the sqlite hot writer keeps the normal priority: a nice value below 0 \
+             needs CAP_SYS_NICE or an RLIMIT_NICE that allows it (systemd: LimitNICE=)"
+        ),
+    }
 }
 
 /// The writer: a thread of its own, so that from one batch to the next it

@@ -67,10 +67,29 @@ pub struct SqliteStore {
     acl: Arc<acl::Acl>,
 }
 
+/// How the single node's store runs, beside where its file is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SqliteOptions {
+    /// The nice value the hot writer's thread asks for (-20 to 19; 0 leaves
+    /// it as the process is). Every message waits for that one thread,
+    /// which otherwise gets the same share of the CPU as each of the
+    /// runtime's workers; below 0 it runs ahead of them. Lowering it below 0
+    /// needs CAP_SYS_NICE or an RLIMIT_NICE that allows it (systemd:
+    /// `LimitNICE=`); refused, the writer keeps the normal priority and the
+    /// store logs a warning.
+    pub writer_nice: i32,
+}
+
 impl SqliteStore {
     /// Opens the database at `path`, creating it (and its directory) if
     /// missing, and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path, SqliteOptions::default()).await
+    }
+
+    /// [`open`](SqliteStore::open) with `options`.
+    pub async fn open_with(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+        let run = options;
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(dir)
                 .await
@@ -113,7 +132,7 @@ impl SqliteStore {
 
         tracing::info!(path = %path.display(), "sqlite store open");
         let turn = WriteTurn::default();
-        let batch = batch::Batcher::start(turn.clone(), path)?;
+        let batch = batch::Batcher::start(turn.clone(), path, run.writer_nice)?;
         Ok(SqliteStore {
             writer,
             reader,

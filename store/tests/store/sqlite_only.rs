@@ -17,6 +17,48 @@ async fn open_makes_the_directory_and_reopens_the_same_data() {
 }
 
 #[tokio::test]
+async fn the_hot_writer_runs_at_the_nice_value_asked_for() {
+    // A nice value above 0 needs no privilege. Other tests' stores run
+    // writers of the same name at 0 in this process.
+    let nice_of_writers = || -> Vec<i64> {
+        let mut nices = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let task = task.unwrap().path();
+            let Ok(comm) = std::fs::read_to_string(task.join("comm")) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(task.join("stat")) else {
+                continue;
+            };
+            if comm.trim() != "sqlite-hot" {
+                continue;
+            }
+            // After the name in parentheses: state is field 3, nice field 19.
+            let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+            nices.push(after_name.split(' ').nth(16).unwrap().parse().unwrap());
+        }
+        nices
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let options = im_store::SqliteOptions { writer_nice: 7 };
+    let store = SqliteStore::open_with(&dir.path().join("im.db"), options)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !nice_of_writers().contains(&7) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no writer at nice 7: {:?}",
+            nice_of_writers()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // It still writes.
+    store.create_user("alice", "hash").await.unwrap();
+    store.close().await;
+}
+
+#[tokio::test]
 async fn the_file_is_written_ahead() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("im.db");
