@@ -5,14 +5,6 @@ use clap::Parser;
 use im_server::{Config, Role};
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc, not glibc's malloc: at chat saturation glibc's malloc and free
-/// (with `unlink_chunk` and `malloc_consolidate` for blocks freed on
-/// another thread than the one that made them) were 17.6% of the runtime
-/// workers' samples (perf). With mimalloc the server's CPU at the same
-/// load fell from 153-154% to 140-142% (alternate runs, 1,000 pairs).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
