@@ -198,7 +198,7 @@ fn mismatch() -> StoreError {
 /// runnable 92% of the time but ran 61%: it waited in the run queue behind
 /// the runtime's workers and the load generator, each getting an equal
 /// share, while every message waits for it. At nice -10 (alternate runs of
-/// one build, 1,000 pairs): 21,720 / 21,242 -> 24,872 / 26,939 msg/s.
+/// one build, 1,000 pairs): 20,067 / 21,199 -> 23,212 / 24,295 msg/s.
 fn set_nice(nice: i32) {
     if nice == 0 {
         return;
