@@ -57,10 +57,12 @@ pub struct Config {
     #[arg(long, env = "IM_KAFKA_INSTANCE_ID")]
     pub kafka_instance_id: Option<String>,
     /// The nice value of the single node's SQLite writer thread, which every
-    /// message waits for: below 0 it runs ahead of the link tasks. Needs
-    /// CAP_SYS_NICE or a LimitNICE= that allows it; without, the writer
-    /// keeps the normal priority and the server logs a warning. 0 leaves it.
-    #[arg(long, env = "IM_WRITER_NICE", default_value_t = -10, allow_hyphen_values = true,
+    /// message waits for: below 0 it runs ahead of the link tasks (chat
+    /// saturation +10-20%, group bursts possibly slower: docs/DESIGN.md).
+    /// Needs CAP_SYS_NICE or a LimitNICE= that allows it; without, the
+    /// writer keeps the normal priority and the server logs a warning.
+    /// 0 (the default) leaves it.
+    #[arg(long, env = "IM_WRITER_NICE", default_value_t = 0, allow_hyphen_values = true,
           value_parser = clap::value_parser!(i32).range(-20..=19))]
     pub writer_nice: i32,
     /// Directory for the SQLite database and uploaded files (created if missing).
