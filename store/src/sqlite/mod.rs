@@ -87,9 +87,11 @@ impl SqliteStore {
         SqliteStore::open_with(path, SqliteOptions::default()).await
     }
 
-    /// [`open`](SqliteStore::open) with `options`.
-    pub async fn open_with(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
-        let run = options;
+    /// [`open`](SqliteStore::open) with `settings`.
+    pub async fn open_with(
+        path: &Path,
+        settings: SqliteOptions,
+    ) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(dir)
                 .await
@@ -132,7 +134,7 @@ impl SqliteStore {
 
         tracing::info!(path = %path.display(), "sqlite store open");
         let turn = WriteTurn::default();
-        let batch = batch::Batcher::start(turn.clone(), path, run.writer_nice)?;
+        let batch = batch::Batcher::start(turn.clone(), path, settings.writer_nice)?;
         Ok(SqliteStore {
             writer,
             reader,
