@@ -305,3 +305,82 @@ async fn the_conversations_rebuild_keeps_every_conversation() {
     );
     store.close().await;
 }
+
+/// Migration 5 keys the offline table's unique index by message first: the
+/// rows of older servers keep their ids and claims, a device's ack still
+/// claims its row through that key, and a row cannot be queued twice.
+#[tokio::test]
+async fn the_offline_rows_keyed_by_message_keep_their_claims() {
+    // alice (1) sent bob (2) two messages; bob's device took the first (row
+    // 1 claimed, a DELIVERED receipt queued for alice as row 3); the second
+    // waits (row 2).
+    let (_dir, path) = database_before(
+        5,
+        "INSERT INTO users (id, name, password_hash, created_at_ms)
+             VALUES (1, 'alice', 'h', 0), (2, 'bob', 'h', 0);
+         INSERT INTO conversations (id, kind, last_seq, last_msg_id, updated_at_ms)
+             VALUES ('u1-2', 'direct', 2, 2, 0);
+         INSERT INTO messages (msg_id, conversation_id, seq, from_user, to_user,
+                               client_msg_id, content_type, text, sent_at_ms)
+             VALUES (1, 'u1-2', 1, 1, 2, 'c1', 1, 'one', 10),
+                    (2, 'u1-2', 2, 1, 2, 'c2', 1, 'two', 20);
+         INSERT INTO offline (id, user_id, msg_id, receipt_kind, receipt_by, has_read)
+             VALUES (1, 2, 1, 0, 0, 1), (2, 2, 2, 0, 0, 0), (3, 1, 1, 2, 2, 0);
+         INSERT INTO receipts (msg_id, by_user, kind, at_ms) VALUES (1, 2, 2, 1234);",
+    )
+    .await;
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    let unread = |user| {
+        let store = &store;
+        async move {
+            let rows = store.offline_unread(user, 10).await.unwrap();
+            rows.iter().map(|r| r.id).collect::<Vec<u64>>()
+        }
+    };
+    assert_eq!(unread(2).await, [2]);
+    assert_eq!(unread(1).await, [3]);
+
+    // bob's device acks message 2: its row is claimed through the new key,
+    // and alice is queued the DELIVERED receipt.
+    let delivered = im_store::DeliveredMessage {
+        msg_id: 2,
+        conversation_id: "u1-2".into(),
+        seq: 2,
+    };
+    let receipts = store
+        .mark_delivered(2, "phone", std::slice::from_ref(&delivered))
+        .await
+        .unwrap();
+    assert_eq!(receipts.len(), 1, "{receipts:?}");
+    assert!(unread(2).await.is_empty());
+    let alices = unread(1).await;
+    assert_eq!(alices.len(), 2, "{alices:?}");
+    assert!(alices[0] == 3 && alices[1] > 3, "{alices:?}");
+    // A second ack queues nothing more.
+    store
+        .mark_delivered(2, "tablet", &[delivered])
+        .await
+        .unwrap();
+    assert_eq!(unread(1).await, alices);
+    store.close().await;
+
+    // The unique index leads with the message.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let mut columns = Vec::new();
+    let unique: String = conn
+        .query_row(
+            "SELECT name FROM pragma_index_list('offline') WHERE \"unique\" = 1",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    let mut info = conn
+        .prepare("SELECT name FROM pragma_index_info(?) ORDER BY seqno")
+        .unwrap();
+    let mut rows = info.query([&unique]).unwrap();
+    while let Some(row) = rows.next().unwrap() {
+        columns.push(row.get::<_, String>(0).unwrap());
+    }
+    assert_eq!(columns, ["msg_id", "user_id", "receipt_kind", "receipt_by"]);
+}
