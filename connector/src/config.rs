@@ -21,6 +21,9 @@ pub struct ConnectorConfig {
     pub heartbeat_interval: Duration,
     /// The server side's ACK window.
     pub ack: AckConfig,
+    /// Longest an ack of the client's frames waits for another frame to
+    /// ride with (see `link`).
+    pub ack_hold: Duration,
     /// How far past `lastId` frames are buffered.
     pub reorder_capacity: usize,
     /// Pushes queued per device before it counts as a slow consumer.
@@ -46,6 +49,7 @@ impl Default for ConnectorConfig {
             idle_timeout: Duration::from_secs(45),
             heartbeat_interval: Duration::from_secs(15),
             ack: AckConfig::default(),
+            ack_hold: Duration::from_millis(20),
             reorder_capacity: 256,
             push_queue: 4096,
             max_pending_sends: 256,

@@ -148,6 +148,14 @@ struct Link {
     /// Acks on their way to the store.
     reports: Reports,
     last_seen: Instant,
+    /// An ack is owed for frames processed: it goes out with the next
+    /// frames written, or alone at this time (`ack_hold` after the first
+    /// frame it covers). A `Send` is answered by its SENT receipt once the
+    /// message is durable, a few milliseconds later: acked at once, the
+    /// ack and the receipt were two writes to the socket and two reads for
+    /// the client. The default hold (20 ms) is far below the clients'
+    /// retransmission timeout (2 s), like TCP's own delayed ack (40 ms).
+    ack_due: Option<Instant>,
 }
 
 impl Link {
@@ -164,6 +172,7 @@ impl Link {
             pending: FuturesOrdered::new(),
             reports: Reports::default(),
             last_seen: Instant::now(),
+            ack_due: None,
         }
     }
 
@@ -184,6 +193,7 @@ impl Link {
             // idle timeout.
             let retransmit_due = retransmit_at.filter(|at| *at <= idle_at);
             let wake_at = retransmit_due.unwrap_or(idle_at);
+            let ack_due = self.ack_due.filter(|at| *at < wake_at);
             let live = self.session.queue.is_empty() && !self.window_is_full();
             // Pushes were dropped (the queue was full): once everything
             // queued and sent is through (and the acks have claimed their
@@ -254,8 +264,11 @@ impl Link {
                     Some(Err(e)) => Err(Close::codec(e)),
                     Some(Ok(frame)) => Box::pin(self.on_frame(frame)).await,
                 },
-                _ = sleep_until(wake_at) => {
-                    if retransmit_due.is_some() {
+                _ = sleep_until(ack_due.unwrap_or(wake_at)) => {
+                    if ack_due.is_some() {
+                        // The loop's next write sends it.
+                        Ok(())
+                    } else if retransmit_due.is_some() {
                         Box::pin(self.retransmit()).await
                     } else {
                         Err(Close::with(ErrorCode::IdleTimeout, "nothing received for too long"))
@@ -313,10 +326,14 @@ impl Link {
         self.window.is_full() || self.reports.is_backed_up()
     }
 
-    /// Moves queued frames into the ACK window while it has room, then
-    /// flushes once: one write per wakeup, not per frame.
+    /// Moves queued frames into the ACK window while it has room, and the
+    /// ack owed, if any frame went or it is due, then flushes once: one
+    /// write per wakeup, not per frame. The ack comes after the answers
+    /// (request errors), so a client can tell "acked without error" from
+    /// the ack alone.
     async fn write_out(&mut self) -> Result<(), Close> {
         let now = Instant::now().into_std();
+        let mut wrote = false;
         while !self.window_is_full() {
             let (body, delivery) = match self.responses.pop_front() {
                 Some(body) => (body, Delivery::Nothing),
@@ -330,6 +347,13 @@ impl Link {
                 .send(body, delivery, now)
                 .expect("window has room");
             self.conn.feed(frame).await.map_err(Close::codec)?;
+            wrote = true;
+        }
+        if self
+            .ack_due
+            .is_some_and(|due| wrote || due.into_std() <= now)
+        {
+            self.ack().await?;
         }
         // Emptied queues give their memory back: frames are a few hundred
         // bytes each, and most links are idle most of the time.
@@ -386,15 +410,15 @@ impl Link {
                 for frame in frames {
                     self.process(frame).await;
                 }
-                // Answers (request errors) go out before the ack, so a client
-                // can tell "acked without error" from the ack alone.
-                self.write_out().await?;
-                self.ack().await
+                let hold = self.ctx.config.ack_hold;
+                self.ack_due.get_or_insert(Instant::now() + hold);
+                Ok(())
             }
         }
     }
 
     async fn ack(&mut self) -> Result<(), Close> {
+        self.ack_due = None;
         let ack = Frame::ack(self.reorder.last_id());
         self.conn.feed(ack).await.map_err(Close::codec)
     }
@@ -490,6 +514,9 @@ impl Link {
         let deadline = Instant::now() + self.ctx.config.drain_timeout;
         while let Ok(Some(done)) = tokio::time::timeout_at(deadline, self.pending.next()).await {
             self.answer_send(done);
+        }
+        if self.ack_due.is_some() {
+            self.ack_due = Some(Instant::now());
         }
         let _ = self.write_out().await;
     }

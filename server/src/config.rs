@@ -118,6 +118,12 @@ pub struct Config {
     #[arg(long, env = "IM_ACK_TIMEOUT_MS", default_value_t = 2_000,
           value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub ack_timeout_ms: u64,
+    /// Milliseconds an ack of the client's frames waits to go out with the
+    /// next frame to that client (a Send's SENT receipt) before it goes
+    /// alone; 0 acks at once.
+    #[arg(long, env = "IM_ACK_HOLD_MS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(0..=1_000))]
+    pub ack_hold_ms: u64,
     /// Retransmissions of a frame before its link is closed.
     #[arg(long, env = "IM_MAX_RETRIES", default_value_t = 5)]
     pub max_retries: u32,
@@ -211,6 +217,7 @@ impl Config {
             ..ConnectorConfig::default()
         };
         c.ack.timeout = Duration::from_millis(self.ack_timeout_ms);
+        c.ack_hold = Duration::from_millis(self.ack_hold_ms);
         c.ack.max_retries = self.max_retries;
         c
     }
