@@ -214,10 +214,10 @@ impl Config {
             heartbeat_interval: Duration::from_secs(self.heartbeat_secs),
             status_refresh: Duration::from_secs(self.status_lease_secs) / 3,
             push_queue: self.push_queue as usize,
+            ack_hold: Duration::from_millis(self.ack_hold_ms),
             ..ConnectorConfig::default()
         };
         c.ack.timeout = Duration::from_millis(self.ack_timeout_ms);
-        c.ack_hold = Duration::from_millis(self.ack_hold_ms);
         c.ack.max_retries = self.max_retries;
         c
     }

@@ -21,17 +21,23 @@ mod acks {
         matches!(frame.body, Some(Body::Ack(ref a)) if a.id == id)
     }
 
-    /// A Send's ack waits for its SENT receipt and follows it; a frame
-    /// nothing answers is acked alone once the hold ends.
-    #[tokio::test]
-    async fn a_sends_ack_rides_behind_its_sent_receipt() {
-        let h = Harness::start_with(|c| c.ack_hold_ms = 1_000).await;
+    /// A server holding acks `hold_ms`, and alice's raw link after she sent
+    /// her friend bob a message as frame 2.
+    async fn alice_sends_bob_a_message(hold_ms: u64) -> (Harness, Raw) {
+        let h = Harness::start_with(|c| c.ack_hold_ms = hold_ms).await;
         let alice = h.user("alice").await;
         let bob = h.user("bob").await;
         h.befriend(&alice, &bob).await;
         let (mut raw, _) = h.raw_login(&alice, "phone").await;
-
         raw.send(text_to(2, bob.id, "hi")).await.unwrap();
+        (h, raw)
+    }
+
+    /// A Send's ack waits for its SENT receipt and follows it; a frame
+    /// nothing answers is acked alone once the hold ends.
+    #[tokio::test]
+    async fn a_sends_ack_rides_behind_its_sent_receipt() {
+        let (_h, mut raw) = alice_sends_bob_a_message(1_000).await;
         let first = next(&mut raw).await;
         let Some(Body::Receipt(sent)) = &first.body else {
             panic!("the SENT receipt first, got {first:?}");
@@ -55,12 +61,7 @@ mod acks {
     /// With no hold a Send is acked before it is durable, as before.
     #[tokio::test]
     async fn with_no_hold_the_ack_comes_first() {
-        let h = Harness::start_with(|c| c.ack_hold_ms = 0).await;
-        let alice = h.user("alice").await;
-        let bob = h.user("bob").await;
-        h.befriend(&alice, &bob).await;
-        let (mut raw, _) = h.raw_login(&alice, "phone").await;
-        raw.send(text_to(2, bob.id, "hi")).await.unwrap();
+        let (_h, mut raw) = alice_sends_bob_a_message(0).await;
         let first = next(&mut raw).await;
         assert!(is_ack(&first, 2), "{first:?}");
     }

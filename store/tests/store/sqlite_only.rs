@@ -148,18 +148,10 @@ async fn a_closed_store_refuses_hot_writes() {
     assert!(store.register_device(alice, "phone").await.is_err());
 }
 
-/// A database made before migration 3 rebuilt the offline and receipt
-/// tables keeps its rows through the rebuild: what was unread is unread
-/// with the same ids, a claimed row stays claimed, a receipt keeps its
-/// time, and rows queued afterwards come after the old ones.
-#[tokio::test]
-async fn the_offline_rebuild_keeps_every_row_and_the_order() {
-    // alice (1) sent bob (2) two messages; bob's device took the first
-    // (row 1 claimed, a DELIVERED receipt queued for alice as row 3); the
-    // second waits (row 2).
-    let (_dir, path) = database_before(
-        3,
-        "INSERT INTO users (id, name, password_hash, created_at_ms)
+/// alice (1) sent bob (2) two messages; bob's device took the first (row 1
+/// claimed, a DELIVERED receipt queued for alice as row 3); the second
+/// waits (row 2).
+const ONE_TAKEN_ONE_WAITING: &str = "INSERT INTO users (id, name, password_hash, created_at_ms)
              VALUES (1, 'alice', 'h', 0), (2, 'bob', 'h', 0);
          INSERT INTO conversations (id, kind, last_seq, last_msg_id, updated_at_ms)
              VALUES ('u1-2', 'direct', 2, 2, 0);
@@ -169,9 +161,15 @@ async fn the_offline_rebuild_keeps_every_row_and_the_order() {
                     (2, 'u1-2', 2, 1, 2, 'c2', 1, 'two', 20);
          INSERT INTO offline (id, user_id, msg_id, receipt_kind, receipt_by, has_read)
              VALUES (1, 2, 1, 0, 0, 1), (2, 2, 2, 0, 0, 0), (3, 1, 1, 2, 2, 0);
-         INSERT INTO receipts (msg_id, by_user, kind, at_ms) VALUES (1, 2, 2, 1234);",
-    )
-    .await;
+         INSERT INTO receipts (msg_id, by_user, kind, at_ms) VALUES (1, 2, 2, 1234);";
+
+/// A database made before migration 3 rebuilt the offline and receipt
+/// tables keeps its rows through the rebuild: what was unread is unread
+/// with the same ids, a claimed row stays claimed, a receipt keeps its
+/// time, and rows queued afterwards come after the old ones.
+#[tokio::test]
+async fn the_offline_rebuild_keeps_every_row_and_the_order() {
+    let (_dir, path) = database_before(3, ONE_TAKEN_ONE_WAITING).await;
 
     let store = SqliteStore::open(&path).await.unwrap();
     let bobs = store.offline_unread(2, 10).await.unwrap();
@@ -311,24 +309,7 @@ async fn the_conversations_rebuild_keeps_every_conversation() {
 /// claims its row through that key, and a row cannot be queued twice.
 #[tokio::test]
 async fn the_offline_rows_keyed_by_message_keep_their_claims() {
-    // alice (1) sent bob (2) two messages; bob's device took the first (row
-    // 1 claimed, a DELIVERED receipt queued for alice as row 3); the second
-    // waits (row 2).
-    let (_dir, path) = database_before(
-        5,
-        "INSERT INTO users (id, name, password_hash, created_at_ms)
-             VALUES (1, 'alice', 'h', 0), (2, 'bob', 'h', 0);
-         INSERT INTO conversations (id, kind, last_seq, last_msg_id, updated_at_ms)
-             VALUES ('u1-2', 'direct', 2, 2, 0);
-         INSERT INTO messages (msg_id, conversation_id, seq, from_user, to_user,
-                               client_msg_id, content_type, text, sent_at_ms)
-             VALUES (1, 'u1-2', 1, 1, 2, 'c1', 1, 'one', 10),
-                    (2, 'u1-2', 2, 1, 2, 'c2', 1, 'two', 20);
-         INSERT INTO offline (id, user_id, msg_id, receipt_kind, receipt_by, has_read)
-             VALUES (1, 2, 1, 0, 0, 1), (2, 2, 2, 0, 0, 0), (3, 1, 1, 2, 2, 0);
-         INSERT INTO receipts (msg_id, by_user, kind, at_ms) VALUES (1, 2, 2, 1234);",
-    )
-    .await;
+    let (_dir, path) = database_before(5, ONE_TAKEN_ONE_WAITING).await;
 
     let store = SqliteStore::open(&path).await.unwrap();
     let unread = |user| {
