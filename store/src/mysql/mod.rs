@@ -12,6 +12,7 @@
 //! REPEATABLE READ snapshot instead, so their statements agree.
 
 mod accounts;
+mod acks;
 mod devices;
 mod friends;
 mod groups;
@@ -30,6 +31,8 @@ use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{Executor, MySql, Transaction};
 
+use self::acks::{Ack, AckQueue, Answer};
+use self::rows::corrupt;
 use crate::types::*;
 use crate::{Store, StoreError, StoreResult};
 
@@ -51,6 +54,7 @@ const SESSION_SETUP: [&str; 2] = [
 #[derive(Debug, Clone)]
 pub struct MySqlStore {
     pool: MySqlPool,
+    acks: AckQueue,
 }
 
 impl MySqlStore {
@@ -77,7 +81,14 @@ impl MySqlStore {
             database = options.get_database().unwrap_or(""),
             "mysql store connected"
         );
-        Ok(MySqlStore { pool })
+        let acks = AckQueue::start(&pool);
+        Ok(MySqlStore { pool, acks })
+    }
+
+    /// Transactions the acks (DELIVERED, and claims of live receipts) took
+    /// so far: fewer than the acks when the group commit joined them.
+    pub fn ack_transactions(&self) -> u64 {
+        self.acks.transactions()
     }
 
     /// Closes the pool, waiting for calls in progress to finish.
@@ -292,7 +303,14 @@ impl Store for MySqlStore {
         user: UserId,
         keys: &[OfflineKey],
     ) -> StoreResult<Vec<OfflineKey>> {
-        offline::claim_keys(&self.pool, user, keys).await
+        let ack = Ack::Claim {
+            user,
+            keys: keys.to_vec(),
+        };
+        match self.acks.write(ack).await? {
+            Answer::Claimed(claimed) => Ok(claimed),
+            Answer::Receipts(_) => Err(corrupt("receipts answering a claim".into())),
+        }
     }
 
     async fn register_device(&self, user: UserId, device: &str) -> StoreResult<bool> {
@@ -313,7 +331,15 @@ impl Store for MySqlStore {
         device: &str,
         messages: &[DeliveredMessage],
     ) -> StoreResult<Vec<ReceiptRecord>> {
-        receipts::mark_delivered(&self.pool, user, device, messages).await
+        let ack = Ack::Delivered {
+            user,
+            device: device.to_owned(),
+            messages: messages.to_vec(),
+        };
+        match self.acks.write(ack).await? {
+            Answer::Receipts(receipts) => Ok(receipts),
+            Answer::Claimed(_) => Err(corrupt("claims answering a delivered ack".into())),
+        }
     }
 
     async fn mark_read(

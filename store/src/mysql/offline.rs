@@ -7,8 +7,8 @@ use sqlx::{FromRow, MySql, MySqlConnection, MySqlPool, QueryBuilder};
 
 use super::retry::retry;
 use super::rows::{
-    api_int, message_columns, offline_row, push_list, sql_int, MessageRow, UnreadColumns,
-    MESSAGE_ROW, ROWS_PER_STATEMENT,
+    api_int, message_columns, offline_row, push_any_of, push_list, sql_int, MessageRow,
+    UnreadColumns, MESSAGE_ROW, ROWS_PER_STATEMENT,
 };
 use crate::types::{OfflineKey, OfflineRow, StoredMessage, UserId};
 use crate::StoreResult;
@@ -90,59 +90,35 @@ pub(super) fn row_key(key: OfflineKey) -> RowKey {
     }
 }
 
-/// The answer lists the claimed keys in the order asked.
-pub(super) async fn claim_keys(
-    pool: &MySqlPool,
-    user: UserId,
-    keys: &[OfflineKey],
-) -> StoreResult<Vec<OfflineKey>> {
-    let mut ordered: Vec<RowKey> = keys.iter().map(|&key| row_key(key)).collect();
-    ordered.sort_unstable();
-    ordered.dedup();
-    let ordered = &ordered;
-    let claimed = retry(|| async move {
-        let mut tx = pool.begin().await?;
-        let claimed = claim_rows(&mut tx, user, ordered).await?;
-        tx.commit().await?;
-        Ok(claimed)
-    })
-    .await?;
-    let mut reported = HashSet::new();
-    Ok(keys
-        .iter()
-        .copied()
-        .filter(|&key| claimed.contains(&row_key(key)) && reported.insert(key))
-        .collect())
-}
-
-/// Claims those of `user`'s rows `keys` (sorted) names that are unread, in
-/// two statements per [`ROWS_PER_STATEMENT`] keys rather than one per row: a
-/// locking read of the rows, which sees the latest commit and holds them to
-/// the end of the transaction, then one update of the unread ones by id.
-/// The read walks the unique key in msg_id order, so two claims of
-/// overlapping rows lock them in the same order and one waits for the
-/// other, then finds them read. Returns the keys it claimed.
+/// Claims those of the rows `keys` (user and row; sorted) names that are
+/// unread, in two statements per [`ROWS_PER_STATEMENT`] keys rather than
+/// one per row: a locking read of the rows, which sees the latest commit and
+/// holds them to the end of the transaction, then one update of the unread
+/// ones by id. The read walks the unique key in (user, msg_id) order, so two
+/// claims of overlapping rows lock them in the same order and one waits for
+/// the other, then finds them read. Returns the keys it claimed.
 pub(super) async fn claim_rows(
     tx: &mut MySqlConnection,
-    user: UserId,
-    keys: &[RowKey],
-) -> StoreResult<HashSet<RowKey>> {
+    keys: &[(UserId, RowKey)],
+) -> StoreResult<HashSet<(UserId, RowKey)>> {
     let mut claimed = HashSet::new();
     for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-        let mut msg_ids: Vec<u64> = chunk.iter().map(|k| k.0).collect();
-        msg_ids.dedup();
+        let mut points: Vec<(i64, i64)> = chunk
+            .iter()
+            .map(|&(user, (msg_id, _, _))| (sql_int(user), sql_int(msg_id)))
+            .collect();
+        points.dedup();
         let mut select = QueryBuilder::<MySql>::new(
-            "SELECT id, msg_id, receipt_kind, receipt_by, has_read \
-             FROM offline FORCE INDEX (offline_row) WHERE user_id = ",
+            "SELECT id, user_id, msg_id, receipt_kind, receipt_by, has_read \
+             FROM offline FORCE INDEX (offline_row) WHERE ",
         );
-        select.push_bind(sql_int(user)).push(" AND msg_id IN ");
-        push_list(&mut select, msg_ids.into_iter().map(sql_int));
+        push_any_of(&mut select, ("user_id", "msg_id"), points);
         select.push(" FOR UPDATE");
-        let rows: Vec<(i64, i64, i64, i64, i64)> =
+        let rows: Vec<(i64, i64, i64, i64, i64, i64)> =
             select.build_query_as().fetch_all(&mut *tx).await?;
         let mut won = Vec::new();
-        for (id, msg_id, kind, by_user, has_read) in rows {
-            let key = (api_int(msg_id), kind, api_int(by_user));
+        for (id, user, msg_id, kind, by_user, has_read) in rows {
+            let key = (api_int(user), (api_int(msg_id), kind, api_int(by_user)));
             if has_read == 0 && chunk.binary_search(&key).is_ok() {
                 won.push(id);
                 claimed.insert(key);

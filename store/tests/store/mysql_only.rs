@@ -1,8 +1,13 @@
 //! What only the MySQL backend has: a server that nodes share and connect to.
 
-use im_store::{MySqlStore, Store, StoreError};
+use futures::future::join_all;
+use im_store::{
+    MySqlStore, OfflineItem, OfflineKey, ReceiptKind, Store, StoreError, StoredMessage, Target,
+    UserId,
+};
 
 use crate::test_database::TestDatabase;
+use crate::{ack, text};
 
 #[tokio::test]
 async fn nodes_connecting_together_migrate_once_and_share_the_data() {
@@ -68,4 +73,142 @@ async fn a_server_that_does_not_answer_is_an_error() {
         .await
         .unwrap_err();
     assert!(matches!(error, StoreError::Database(_)), "{error:?}");
+}
+
+/// Users whose acks arrive together.
+const ACKERS: usize = 40;
+
+/// `alice`, and `count` friends who each have one message from her.
+async fn alice_and_friends(
+    store: &MySqlStore,
+    count: usize,
+) -> (UserId, Vec<(UserId, StoredMessage)>) {
+    let alice = store.create_user("alice", "hash").await.unwrap().id;
+    let mut friends = Vec::new();
+    for i in 0..count {
+        let friend = store
+            .create_user(&format!("f{i}"), "hash")
+            .await
+            .unwrap()
+            .id;
+        let request = store
+            .create_friend_request(alice, friend, "hi")
+            .await
+            .unwrap();
+        store
+            .resolve_friend_request(request.id, true)
+            .await
+            .unwrap();
+        let batch = [text(
+            alice,
+            Target::User(friend),
+            &format!("m{i}"),
+            &[friend],
+        )];
+        let sent = store.append_messages(&batch).await.unwrap().remove(0);
+        friends.push((friend, sent.message));
+    }
+    (alice, friends)
+}
+
+#[tokio::test]
+async fn acks_arriving_together_share_one_transaction() {
+    let database = TestDatabase::create().await;
+    let store = MySqlStore::connect(&database.url()).await.unwrap();
+    let (alice, friends) = alice_and_friends(&store, ACKERS).await;
+
+    let acks: Vec<_> = friends.iter().map(|(_, message)| [ack(message)]).collect();
+    let before = store.ack_transactions();
+    let calls = friends
+        .iter()
+        .zip(&acks)
+        .map(|((friend, _), acked)| store.mark_delivered(*friend, "phone", acked));
+    let answers = join_all(calls).await;
+    let transactions = store.ack_transactions() - before;
+    assert!(
+        transactions < ACKERS as u64 / 2,
+        "{ACKERS} acks took {transactions} transactions"
+    );
+
+    // Each ack got its own receipt, and claimed its own offline row.
+    for ((friend, message), answer) in friends.iter().zip(answers) {
+        let receipts = answer.unwrap();
+        assert_eq!(receipts.len(), 1, "friend {friend}");
+        assert_eq!(receipts[0].msg_id, message.msg_id);
+        assert_eq!(receipts[0].by_user, *friend);
+        assert_eq!(receipts[0].to_user, alice);
+        assert!(store.offline_unread(*friend, 10).await.unwrap().is_empty());
+        let cursors = store.device_cursors(*friend, "phone").await.unwrap();
+        assert_eq!(cursors[0].cursor, message.seq);
+    }
+    // Alice's DELIVERED receipts wait for her, in the order the acks came;
+    // her acks of them, together too, claim each one once.
+    let rows = store.offline_unread(alice, 100).await.unwrap();
+    let keys: Vec<OfflineKey> = rows
+        .iter()
+        .map(|row| match &row.item {
+            OfflineItem::Receipt(r) => {
+                assert_eq!(r.kind, ReceiptKind::Delivered);
+                OfflineKey::Receipt {
+                    msg_id: r.msg_id,
+                    kind: r.kind,
+                    by_user: r.by_user,
+                }
+            }
+            other => panic!("a message where a receipt was due: {other:?}"),
+        })
+        .collect();
+    let by: Vec<UserId> = keys
+        .iter()
+        .map(|k| match k {
+            OfflineKey::Receipt { by_user, .. } => *by_user,
+            OfflineKey::Message(_) => unreachable!(),
+        })
+        .collect();
+    let expected: Vec<UserId> = friends.iter().map(|(f, _)| *f).collect();
+    assert_eq!(by, expected);
+    let (first, second) = keys.split_at(ACKERS / 2);
+    let claims = join_all([
+        store.claim_offline_keys(alice, first),
+        store.claim_offline_keys(alice, &keys),
+        store.claim_offline_keys(alice, second),
+    ])
+    .await;
+    let claims: Vec<Vec<OfflineKey>> = claims.into_iter().map(Result::unwrap).collect();
+    assert_eq!(claims[0], first, "the first claim takes its keys");
+    assert_eq!(claims[1], second, "the second takes what the first left");
+    assert!(claims[2].is_empty(), "the third finds them taken");
+    assert!(store.offline_unread(alice, 100).await.unwrap().is_empty());
+    store.close().await;
+    database.drop_now().await;
+}
+
+#[tokio::test]
+async fn an_ack_that_fails_fails_alone() {
+    let database = TestDatabase::create().await;
+    let store = MySqlStore::connect(&database.url()).await.unwrap();
+    let (alice, friends) = alice_and_friends(&store, 2).await;
+    let (good, bad) = (&friends[0], &friends[1]);
+    let good_ack = [ack(&good.1)];
+    let bad_ack = [ack(&bad.1)];
+
+    // A device id longer than its column fails the transaction both acks
+    // share; each is then written alone.
+    let before = store.ack_transactions();
+    let long_device = "d".repeat(65);
+    let (good_answer, bad_answer) = tokio::join!(
+        store.mark_delivered(good.0, "phone", &good_ack),
+        store.mark_delivered(bad.0, &long_device, &bad_ack),
+    );
+    assert_eq!(store.ack_transactions() - before, 3, "together, then alone");
+    assert_eq!(good_answer.unwrap()[0].by_user, good.0);
+    assert!(
+        matches!(bad_answer, Err(StoreError::Database(_))),
+        "{bad_answer:?}"
+    );
+    assert!(store.offline_unread(good.0, 10).await.unwrap().is_empty());
+    assert_eq!(store.offline_unread(bad.0, 10).await.unwrap().len(), 1);
+    assert_eq!(store.offline_unread(alice, 10).await.unwrap().len(), 1);
+    store.close().await;
+    database.drop_now().await;
 }
