@@ -377,6 +377,7 @@ async fn write_batch(
         return true;
     }
     let mut backoff = Duration::from_millis(100);
+    let started = std::time::Instant::now();
     let appended = loop {
         match store.append_messages(&messages).await {
             Ok(appended) => break appended,
@@ -390,6 +391,11 @@ async fn write_batch(
             }
         }
     };
+    tracing::debug!(
+        records = messages.len(),
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "batch stored"
+    );
     let committed: Vec<Committed> = messages
         .into_iter()
         .zip(origins)
