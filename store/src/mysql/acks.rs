@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use futures::future::join_all;
 use sqlx::{MySql, MySqlConnection, MySqlPool, QueryBuilder};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
@@ -317,10 +318,15 @@ async fn run_writer(
             let _ = answers.into_iter().next().map(|a| a.send(Err(error)));
             continue;
         }
+        // Side by side, as they ran before they were grouped: with the
+        // database gone, each waits out the pool's timeout once, not one
+        // after another.
         tracing::warn!(%error, acks = acks.len(), "acks failed together; writing each alone");
-        for (ack, answer) in acks.into_iter().zip(answers) {
-            transactions.fetch_add(1, Ordering::Relaxed);
-            let written = write(&pool, std::slice::from_ref(&ack)).await;
+        transactions.fetch_add(acks.len() as u64, Ordering::Relaxed);
+        let alone = acks
+            .iter()
+            .map(|ack| write(&pool, std::slice::from_ref(ack)));
+        for (answer, written) in answers.into_iter().zip(join_all(alone).await) {
             let _ = answer.send(written.map(|mut one| one.remove(0)));
         }
     }
