@@ -2,8 +2,8 @@
 
 use futures::future::join_all;
 use im_store::{
-    MySqlStore, OfflineItem, OfflineKey, ReceiptKind, Store, StoreError, StoredMessage, Target,
-    UserId,
+    MySqlStore, OfflineItem, OfflineKey, OfflineRow, ReceiptKind, Store, StoreError, StoredMessage,
+    Target, UserId,
 };
 
 use crate::test_database::TestDatabase;
@@ -144,27 +144,14 @@ async fn acks_arriving_together_share_one_transaction() {
     // Alice's DELIVERED receipts wait for her, in the order the acks came;
     // her acks of them, together too, claim each one once.
     let rows = store.offline_unread(alice, 100).await.unwrap();
-    let keys: Vec<OfflineKey> = rows
+    let by: Vec<UserId> = rows
         .iter()
         .map(|row| match &row.item {
-            OfflineItem::Receipt(r) => {
-                assert_eq!(r.kind, ReceiptKind::Delivered);
-                OfflineKey::Receipt {
-                    msg_id: r.msg_id,
-                    kind: r.kind,
-                    by_user: r.by_user,
-                }
-            }
-            other => panic!("a message where a receipt was due: {other:?}"),
+            OfflineItem::Receipt(r) if r.kind == ReceiptKind::Delivered => r.by_user,
+            other => panic!("a DELIVERED receipt was due, not {other:?}"),
         })
         .collect();
-    let by: Vec<UserId> = keys
-        .iter()
-        .map(|k| match k {
-            OfflineKey::Receipt { by_user, .. } => *by_user,
-            OfflineKey::Message(_) => unreachable!(),
-        })
-        .collect();
+    let keys: Vec<OfflineKey> = rows.iter().map(OfflineRow::key).collect();
     let expected: Vec<UserId> = friends.iter().map(|(f, _)| *f).collect();
     assert_eq!(by, expected);
     let (first, second) = keys.split_at(ACKERS / 2);
