@@ -10,19 +10,17 @@
 //! one multi-row statement per step. Alone, an ack is written at once.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use futures::future::join_all;
 use sqlx::{MySql, MySqlConnection, MySqlPool, QueryBuilder};
-use tokio::sync::{mpsc, oneshot, Mutex};
 
+use super::batch::{Batcher, Job, Serve};
 use super::offline::{claim_rows, row_key, RowKey};
 use super::receipts::{insert_receipts, send_receipts, stored_messages, Receipted};
 use super::retry::retry_when;
 use super::rows::{is_duplicate, sql_int, MESSAGE_ROW, ROWS_PER_STATEMENT};
 use crate::types::{now_ms, DeliveredMessage, OfflineKey, ReceiptKind, ReceiptRecord, UserId};
-use crate::{StoreError, StoreResult};
+use crate::StoreResult;
 
 /// One acknowledgement, as the [`Store`](crate::Store) call made it.
 #[derive(Debug)]
@@ -228,106 +226,53 @@ const MAX_ROWS: usize = ROWS_PER_STATEMENT;
 /// split the queue into smaller transactions.
 const WRITERS: usize = 4;
 
-/// Acks queued beyond this make their callers wait.
-const QUEUE: usize = 4_096;
+/// The group commit of acks: [`WRITERS`] tasks that each take whatever is
+/// queued into one transaction.
+pub(super) type AckQueue = Batcher<Ack, Answer>;
 
-/// An ack waiting for its transaction, and where its answer goes.
-struct Job {
-    ack: Ack,
-    answer: oneshot::Sender<StoreResult<Answer>>,
+/// Starts the writers of the group commit on the current runtime.
+pub(super) fn start(pool: &MySqlPool) -> AckQueue {
+    Batcher::start(WRITERS, MAX_ROWS, Writer { pool: pool.clone() })
 }
 
-/// The group commit of acks: a queue, and [`WRITERS`] tasks that each take
-/// whatever is queued into one transaction.
-#[derive(Debug, Clone)]
-pub(super) struct AckQueue {
-    queue: mpsc::Sender<Job>,
-    transactions: Arc<AtomicU64>,
-}
-
-impl AckQueue {
-    /// Starts the writers on the current runtime. They stop once every
-    /// clone of the queue is dropped.
-    pub(super) fn start(pool: &MySqlPool) -> AckQueue {
-        let (queue, jobs) = mpsc::channel(QUEUE);
-        let jobs = Arc::new(Mutex::new(jobs));
-        let transactions = Arc::new(AtomicU64::new(0));
-        for _ in 0..WRITERS {
-            tokio::spawn(run_writer(pool.clone(), jobs.clone(), transactions.clone()));
-        }
-        AckQueue {
-            queue,
-            transactions,
-        }
-    }
-
-    /// Writes `ack` in the next transaction and returns its answer.
-    pub(super) async fn write(&self, ack: Ack) -> StoreResult<Answer> {
-        let (answer, answered) = oneshot::channel();
-        self.queue
-            .send(Job { ack, answer })
-            .await
-            .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?;
-        answered
-            .await
-            .map_err(|_| StoreError::Database(sqlx::Error::WorkerCrashed))?
-    }
-
-    /// Transactions the writers have run so far.
-    pub(super) fn transactions(&self) -> u64 {
-        self.transactions.load(Ordering::Relaxed)
-    }
-}
-
-/// Takes what is queued (up to [`MAX_ROWS`]) and writes it in one
-/// transaction. If that fails, each ack is written alone, so one bad ack
-/// (a device id too long for its column) fails only its own call.
-async fn run_writer(
+/// Writes a batch in one transaction. If that fails, each ack is written
+/// alone, so one bad ack (a device id too long for its column) fails only
+/// its own call.
+struct Writer {
     pool: MySqlPool,
-    jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
-    transactions: Arc<AtomicU64>,
-) {
-    loop {
-        let batch = {
-            let mut jobs = jobs.lock().await;
-            let Some(first) = jobs.recv().await else {
-                return;
-            };
-            let mut rows = first.ack.rows();
-            let mut batch = vec![first];
-            while rows < MAX_ROWS {
-                let Ok(job) = jobs.try_recv() else { break };
-                rows += job.ack.rows();
-                batch.push(job);
-            }
-            batch
-        };
+}
+
+impl Serve<Ack, Answer> for Writer {
+    fn weight(&self, ack: &Ack) -> usize {
+        ack.rows()
+    }
+
+    async fn serve(&self, batch: Vec<Job<Ack, Answer>>) -> u64 {
         let (acks, answers): (Vec<Ack>, Vec<_>) =
-            batch.into_iter().map(|job| (job.ack, job.answer)).unzip();
-        transactions.fetch_add(1, Ordering::Relaxed);
-        let error = match write(&pool, &acks).await {
+            batch.into_iter().map(|job| (job.call, job.answer)).unzip();
+        let error = match write(&self.pool, &acks).await {
             Ok(written) => {
                 for (answer, written) in answers.into_iter().zip(written) {
                     let _ = answer.send(Ok(written));
                 }
-                continue;
+                return 1;
             }
             Err(error) => error,
         };
         if acks.len() == 1 {
             let _ = answers.into_iter().next().map(|a| a.send(Err(error)));
-            continue;
+            return 1;
         }
         // Side by side, as they ran before they were grouped: with the
         // database gone, each waits out the pool's timeout once, not one
         // after another.
         tracing::warn!(%error, acks = acks.len(), "acks failed together; writing each alone");
-        transactions.fetch_add(acks.len() as u64, Ordering::Relaxed);
         let alone = acks
             .iter()
-            .map(|ack| write(&pool, std::slice::from_ref(ack)));
+            .map(|ack| write(&self.pool, std::slice::from_ref(ack)));
         for (answer, written) in answers.into_iter().zip(join_all(alone).await) {
             let _ = answer.send(written.map(|mut one| one.remove(0)));
         }
+        1 + acks.len() as u64
     }
 }

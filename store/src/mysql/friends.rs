@@ -1,10 +1,16 @@
 //! Friend requests and friendships. A friendship is two rows, one per
 //! direction, each carrying its owner's remark.
 
-use sqlx::{FromRow, MySqlConnection, MySqlExecutor, MySqlPool};
+use std::collections::HashSet;
 
+use futures::future::join_all;
+use sqlx::{FromRow, MySql, MySqlConnection, MySqlExecutor, MySqlPool, QueryBuilder};
+
+use super::batch::{Batcher, Job, Serve};
 use super::retry::retry;
-use super::rows::{api_int, missing_reference, sql_int, status_from_sql, status_to_sql, Text};
+use super::rows::{
+    api_int, missing_reference, sql_int, status_from_sql, status_to_sql, Text, ROWS_PER_STATEMENT,
+};
 use crate::types::{direct_conversation, now_ms, Friend, FriendRequest, RequestStatus, UserId};
 use crate::{StoreError, StoreResult};
 
@@ -258,8 +264,79 @@ pub(super) async fn friends(pool: &MySqlPool, user: UserId) -> StoreResult<Vec<F
         .collect())
 }
 
-pub(super) async fn are_friends(pool: &MySqlPool, a: UserId, b: UserId) -> StoreResult<bool> {
-    Ok(friend_rows(pool, sql_int(a), sql_int(b)).await? == 2)
+/// Friendship checks, read together. Every message to a user checks that
+/// its sender and recipient are friends, so under load this was most of the
+/// statements the database ran; now the checks that arrive while one read
+/// runs share the next, one statement for up to [`MAX_CHECKS`] of them. The
+/// answer is still read after the call was made: a friendship removed
+/// before a check starts is never reported.
+pub(super) type FriendChecks = Batcher<(UserId, UserId), bool>;
+
+/// Checks read at once: one fills while the other runs.
+const CHECKERS: usize = 2;
+
+/// Most checks one statement answers (two key pairs each).
+const MAX_CHECKS: usize = ROWS_PER_STATEMENT / 2;
+
+/// Starts the readers of the friendship checks on the current runtime.
+pub(super) fn start_checks(pool: &MySqlPool) -> FriendChecks {
+    Batcher::start(CHECKERS, MAX_CHECKS, Checker { pool: pool.clone() })
+}
+
+struct Checker {
+    pool: MySqlPool,
+}
+
+impl Serve<(UserId, UserId), bool> for Checker {
+    fn weight(&self, _: &(UserId, UserId)) -> usize {
+        1
+    }
+
+    async fn serve(&self, batch: Vec<Job<(UserId, UserId), bool>>) -> u64 {
+        let pairs: Vec<(i64, i64)> = batch
+            .iter()
+            .map(|job| (sql_int(job.call.0), sql_int(job.call.1)))
+            .collect();
+        let error = match friend_pairs(&self.pool, &pairs).await {
+            Ok(rows) => {
+                for (job, (a, b)) in batch.into_iter().zip(pairs) {
+                    let both = a != b && rows.contains(&(a, b)) && rows.contains(&(b, a));
+                    let _ = job.answer.send(Ok(both));
+                }
+                return 1;
+            }
+            Err(error) => error,
+        };
+        if batch.len() == 1 {
+            let _ = batch
+                .into_iter()
+                .next()
+                .map(|job| job.answer.send(Err(error)));
+            return 1;
+        }
+        // Each caller gets an error of its own: read alone, side by side.
+        tracing::warn!(%error, checks = batch.len(), "friendship checks failed together; reading each alone");
+        let alone = pairs.iter().map(|&(a, b)| friend_rows(&self.pool, a, b));
+        for (job, rows) in batch.into_iter().zip(join_all(alone).await) {
+            let _ = job.answer.send(rows.map(|rows| rows == 2));
+        }
+        1 + pairs.len() as u64
+    }
+}
+
+/// Which of the rows `(a, b)` and `(b, a)` of `pairs` exist.
+async fn friend_pairs(pool: &MySqlPool, pairs: &[(i64, i64)]) -> StoreResult<HashSet<(i64, i64)>> {
+    let mut query = QueryBuilder::<MySql>::new(
+        "SELECT user_id, friend_id FROM friends WHERE (user_id, friend_id) IN ",
+    );
+    query.push_tuples(
+        pairs.iter().flat_map(|&(a, b)| [(a, b), (b, a)]),
+        |mut row, (user, friend)| {
+            row.push_bind(user).push_bind(friend);
+        },
+    );
+    let rows: Vec<(i64, i64)> = query.build_query_as().fetch_all(pool).await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Leaves the direct conversation and its memberships: history stays readable.

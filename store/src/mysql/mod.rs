@@ -13,6 +13,7 @@
 
 mod accounts;
 mod acks;
+mod batch;
 mod devices;
 mod friends;
 mod groups;
@@ -32,6 +33,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{Executor, MySql, Transaction};
 
 use self::acks::{Ack, AckQueue, Answer};
+use self::friends::FriendChecks;
 use self::rows::corrupt;
 use crate::types::*;
 use crate::{Store, StoreError, StoreResult};
@@ -55,6 +57,7 @@ const SESSION_SETUP: [&str; 2] = [
 pub struct MySqlStore {
     pool: MySqlPool,
     acks: AckQueue,
+    friend_checks: FriendChecks,
 }
 
 impl MySqlStore {
@@ -81,14 +84,23 @@ impl MySqlStore {
             database = options.get_database().unwrap_or(""),
             "mysql store connected"
         );
-        let acks = AckQueue::start(&pool);
-        Ok(MySqlStore { pool, acks })
+        Ok(MySqlStore {
+            acks: acks::start(&pool),
+            friend_checks: friends::start_checks(&pool),
+            pool,
+        })
     }
 
     /// Transactions the acks (DELIVERED, and claims of live receipts) took
     /// so far: fewer than the acks when the group commit joined them.
     pub fn ack_transactions(&self) -> u64 {
-        self.acks.transactions()
+        self.acks.trips()
+    }
+
+    /// Statements the friendship checks took so far: fewer than the checks
+    /// when they were read together.
+    pub fn friend_check_reads(&self) -> u64 {
+        self.friend_checks.trips()
     }
 
     /// Closes the pool, waiting for calls in progress to finish.
@@ -199,7 +211,7 @@ impl Store for MySqlStore {
     }
 
     async fn are_friends(&self, a: UserId, b: UserId) -> StoreResult<bool> {
-        friends::are_friends(&self.pool, a, b).await
+        self.friend_checks.call((a, b)).await
     }
 
     async fn remove_friend(&self, user: UserId, friend: UserId) -> StoreResult<bool> {
@@ -307,7 +319,7 @@ impl Store for MySqlStore {
             user,
             keys: keys.to_vec(),
         };
-        match self.acks.write(ack).await? {
+        match self.acks.call(ack).await? {
             Answer::Claimed(claimed) => Ok(claimed),
             Answer::Receipts(_) => Err(corrupt("receipts answering a claim".into())),
         }
@@ -336,7 +348,7 @@ impl Store for MySqlStore {
             device: device.to_owned(),
             messages: messages.to_vec(),
         };
-        match self.acks.write(ack).await? {
+        match self.acks.call(ack).await? {
             Answer::Receipts(receipts) => Ok(receipts),
             Answer::Claimed(_) => Err(corrupt("claims answering a delivered ack".into())),
         }

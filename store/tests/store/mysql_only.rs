@@ -171,6 +171,58 @@ async fn acks_arriving_together_share_one_transaction() {
 }
 
 #[tokio::test]
+async fn friendship_checks_arriving_together_share_one_read() {
+    let database = TestDatabase::create().await;
+    let store = MySqlStore::connect(&database.url()).await.unwrap();
+    let (alice, friends) = alice_and_friends(&store, ACKERS / 2).await;
+    let mut strangers = Vec::new();
+    for i in 0..ACKERS / 2 {
+        strangers.push(store.create_user(&format!("s{i}"), "h").await.unwrap().id);
+    }
+    let friends: Vec<UserId> = friends.into_iter().map(|(f, _)| f).collect();
+    let gone = friends[0];
+    assert!(store.remove_friend(alice, gone).await.unwrap());
+
+    // Both ways round, mixed, with a user and herself.
+    let mut asked: Vec<(UserId, UserId, bool)> = vec![(alice, alice, false)];
+    for (&friend, &stranger) in friends.iter().zip(&strangers) {
+        let yes = friend != gone;
+        asked.extend([
+            (alice, friend, yes),
+            (stranger, alice, false),
+            (friend, alice, yes),
+            (friend, stranger, false),
+        ]);
+    }
+    let before = store.friend_check_reads();
+    let answers = join_all(asked.iter().map(|&(a, b, _)| store.are_friends(a, b))).await;
+    let reads = store.friend_check_reads() - before;
+    assert!(
+        reads < asked.len() as u64 / 4,
+        "{} checks took {reads} reads",
+        asked.len()
+    );
+    for (&(a, b, yes), answer) in asked.iter().zip(answers) {
+        assert_eq!(answer.unwrap(), yes, "are {a} and {b} friends?");
+    }
+
+    // A friendship removed before the checks start is not reported by
+    // any of them.
+    let other = friends[1];
+    assert!(store.remove_friend(other, alice).await.unwrap());
+    let again = join_all([
+        store.are_friends(alice, other),
+        store.are_friends(other, alice),
+        store.are_friends(alice, friends[2]),
+    ])
+    .await;
+    let again: Vec<bool> = again.into_iter().map(Result::unwrap).collect();
+    assert_eq!(again, [false, false, true]);
+    store.close().await;
+    database.drop_now().await;
+}
+
+#[tokio::test]
 async fn an_ack_that_fails_fails_alone() {
     let database = TestDatabase::create().await;
     let store = MySqlStore::connect(&database.url()).await.unwrap();

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use im_offline_worker::KafkaLog;
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, StreamExt};
+use im_offline_worker::{KafkaLog, Submission};
 use im_proto::internal::envelope::Body;
 use im_proto::internal::{call, Call, Hello, Reply};
 use im_proto::ErrorCode;
@@ -142,11 +145,19 @@ async fn serve_link(stream: TcpStream, service: Arc<TransferService>, shutdown: 
         }
     };
     let tasks = TaskTracker::new();
+    let (submits, checking) = mpsc::channel(CHECKING);
+    tasks.spawn(publish_in_order(
+        service.log.clone(),
+        checking,
+        out_tx.clone(),
+        tasks.clone(),
+    ));
     while let Some(body) = in_rx.recv().await {
         if let Body::Call(call) = body {
-            handle_call(&service, call, &out_tx, &tasks).await;
+            handle_call(&service, call, &out_tx, &submits, &tasks).await;
         }
     }
+    drop(submits);
     if let Some((link, connector)) = &registered {
         service.links.deregister(connector, *link);
     }
@@ -166,12 +177,89 @@ fn reply(out: &mpsc::Sender<Body>, call_id: u64, result: Result<(), TransferErro
     let _ = out.try_send(Body::Reply(Reply { call_id, error }));
 }
 
+/// A submit being checked: its call and the check's outcome.
+type Checking = BoxFuture<'static, (u64, Result<Submission, TransferError>)>;
+
+/// Submits of one link checked at once. A check waits for the store (a
+/// friendship or membership read); checked one at a time, a link carried
+/// one message per read's round trip, whatever the load.
+const CHECKING: usize = 1024;
+
+/// Publishes a link's submits to Kafka in the order they came, each once
+/// its check is through; the checks themselves run side by side (and the
+/// store reads them together). A refused submit is answered at its turn.
+async fn publish_in_order(
+    log: Arc<KafkaLog>,
+    submits: mpsc::Receiver<Checking>,
+    out: mpsc::Sender<Body>,
+    tasks: TaskTracker,
+) {
+    in_order(submits, CHECKING, |(call_id, checked)| {
+        publish(&log, &out, &tasks, call_id, checked)
+    })
+    .await;
+}
+
+/// Runs up to `at_once` of the futures from `queue` side by side and hands
+/// their outputs to `each` in queue order, until the queue closes and all
+/// have finished.
+async fn in_order<T>(
+    mut queue: mpsc::Receiver<BoxFuture<'static, T>>,
+    at_once: usize,
+    mut each: impl FnMut(T),
+) {
+    let mut running = FuturesOrdered::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            biased;
+            Some(done) = running.next(), if !running.is_empty() => each(done),
+            next = queue.recv(), if open && running.len() < at_once => match next {
+                Some(future) => running.push_back(future),
+                None => open = false,
+            },
+            else => return,
+        }
+    }
+}
+
+/// Queues a checked submit to Kafka and answers it once Kafka has it (the
+/// ack is awaited apart, so the next submit need not wait for it); answers
+/// a refused one at once.
+fn publish(
+    log: &KafkaLog,
+    out: &mpsc::Sender<Body>,
+    tasks: &TaskTracker,
+    call_id: u64,
+    checked: Result<Submission, TransferError>,
+) {
+    let submission = match checked {
+        Ok(submission) => submission,
+        Err(error) => return reply(out, call_id, Err(error)),
+    };
+    let published = log.publish(&submission);
+    let out = out.clone();
+    tasks.spawn(async move {
+        let result = published.await.map_err(|e| {
+            tracing::warn!(error = %e, "kafka publish failed");
+            TransferError::new(
+                ErrorCode::Internal,
+                "message could not be stored; resend later",
+            )
+        });
+        reply(&out, call_id, result);
+    });
+}
+
 /// Answers one call. Calls whose order matters (submits, committed batches,
 /// presence, events) are handled in link order; the rest run concurrently.
+/// Submits are checked side by side but published in order (see
+/// [`publish_in_order`]).
 async fn handle_call(
     service: &Arc<TransferService>,
     call: Call,
     out: &mpsc::Sender<Body>,
+    submits: &mpsc::Sender<Checking>,
     tasks: &TaskTracker,
 ) {
     let call_id = call.call_id;
@@ -197,24 +285,19 @@ async fn handle_call(
                 );
                 return;
             };
-            // Checked and queued to Kafka in link order; the ack is awaited
-            // apart, so the next submit need not wait for it.
-            match transfer.check(submit.user, &submit.device, send).await {
-                Ok(submission) => {
-                    let published = service.log.publish(&submission);
-                    let out = out.clone();
-                    tasks.spawn(async move {
-                        let result = published.await.map_err(|e| {
-                            tracing::warn!(error = %e, "kafka publish failed");
-                            TransferError::new(
-                                ErrorCode::Internal,
-                                "message could not be stored; resend later",
-                            )
-                        });
-                        reply(&out, call_id, result);
-                    });
-                }
-                Err(error) => reply(out, call_id, Err(error)),
+            let check = async move {
+                let checked = transfer.check(submit.user, &submit.device, send).await;
+                (call_id, checked)
+            };
+            if submits.send(check.boxed()).await.is_err() {
+                reply(
+                    out,
+                    call_id,
+                    Err(TransferError::new(
+                        ErrorCode::ShuttingDown,
+                        "transfer is shutting down; resend later",
+                    )),
+                );
             }
         }
         call::Op::Delivered(d) => {
@@ -294,5 +377,60 @@ async fn route_committed(service: &TransferService, batch: &[im_offline_worker::
             let push = wire::duplicate_push(c.from_user, &loc.device, &c.appended.message);
             service.links.send(&loc.connector, Body::Push(push));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use tokio::sync::oneshot;
+    use tokio::time::timeout;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn checks_run_side_by_side_and_finish_in_order() {
+        let (queue, queued) = mpsc::channel(8);
+        let (done_tx, mut done) = mpsc::unbounded_channel();
+        let runner = tokio::spawn(in_order(queued, CHECKING, move |n: u32| {
+            done_tx.send(n).unwrap();
+        }));
+        // The first check waits on `release`; the two behind it count
+        // themselves as started and finish at once.
+        let (release, held) = oneshot::channel::<()>();
+        let started = Arc::new(AtomicUsize::new(0));
+        let first = async move {
+            held.await.unwrap();
+            1
+        };
+        queue.send(first.boxed()).await.unwrap();
+        for n in [2, 3] {
+            let started = started.clone();
+            let quick = async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                n
+            };
+            queue.send(quick.boxed()).await.unwrap();
+        }
+        let both_started = async {
+            while started.load(Ordering::SeqCst) < 2 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        assert!(
+            timeout(Duration::from_secs(5), both_started).await.is_ok(),
+            "the checks behind a slow one did not start before it finished"
+        );
+        assert!(done.try_recv().is_err(), "finished ahead of the first");
+
+        release.send(()).unwrap();
+        drop(queue);
+        runner.await.unwrap();
+        let mut order = Vec::new();
+        while let Ok(n) = done.try_recv() {
+            order.push(n);
+        }
+        assert_eq!(order, [1, 2, 3]);
     }
 }
