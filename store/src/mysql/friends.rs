@@ -9,7 +9,8 @@ use sqlx::{FromRow, MySql, MySqlConnection, MySqlExecutor, MySqlPool, QueryBuild
 use super::batch::{Batcher, Job, Serve};
 use super::retry::retry;
 use super::rows::{
-    api_int, missing_reference, sql_int, status_from_sql, status_to_sql, Text, ROWS_PER_STATEMENT,
+    api_int, missing_reference, push_any_of, sql_int, status_from_sql, status_to_sql, Text,
+    ROWS_PER_STATEMENT,
 };
 use crate::types::{direct_conversation, now_ms, Friend, FriendRequest, RequestStatus, UserId};
 use crate::{StoreError, StoreResult};
@@ -326,15 +327,9 @@ impl Serve<(UserId, UserId), bool> for Checker {
 
 /// Which of the rows `(a, b)` and `(b, a)` of `pairs` exist.
 async fn friend_pairs(pool: &MySqlPool, pairs: &[(i64, i64)]) -> StoreResult<HashSet<(i64, i64)>> {
-    let mut query = QueryBuilder::<MySql>::new(
-        "SELECT user_id, friend_id FROM friends WHERE (user_id, friend_id) IN ",
-    );
-    query.push_tuples(
-        pairs.iter().flat_map(|&(a, b)| [(a, b), (b, a)]),
-        |mut row, (user, friend)| {
-            row.push_bind(user).push_bind(friend);
-        },
-    );
+    let mut query = QueryBuilder::<MySql>::new("SELECT user_id, friend_id FROM friends WHERE ");
+    let both_ways = pairs.iter().flat_map(|&(a, b)| [(a, b), (b, a)]);
+    push_any_of(&mut query, ("user_id", "friend_id"), both_ways);
     let rows: Vec<(i64, i64)> = query.build_query_as().fetch_all(pool).await?;
     Ok(rows.into_iter().collect())
 }

@@ -35,8 +35,10 @@ pub(super) fn push_list<'a, T>(
     query.push(")");
 }
 
-/// Appends `(a = ? AND b = ?) OR …`, one term per pair: points on a
-/// two-column unique key.
+/// Appends `(a, b) IN ((?, ?), …)`: points on a two-column unique key.
+/// MariaDB plans the row list several times faster than the same points
+/// written `(a = ? AND b = ?) OR …`, which under load was a quarter of the
+/// database's CPU (the range optimizer building a tree per term).
 pub(super) fn push_any_of<'a, A, B>(
     query: &mut QueryBuilder<'a, MySql>,
     (a, b): (&str, &str),
@@ -45,15 +47,18 @@ pub(super) fn push_any_of<'a, A, B>(
     A: 'a + Encode<'a, MySql> + Type<MySql>,
     B: 'a + Encode<'a, MySql> + Type<MySql>,
 {
-    for (i, (x, y)) in pairs.into_iter().enumerate() {
-        if i > 0 {
-            query.push(" OR ");
-        }
-        query.push(format_args!("({a} = "));
-        query.push_bind(x).push(format_args!(" AND {b} = "));
-        query.push_bind(y).push(")");
-    }
+    query.push(format_args!("({a}, {b}) IN "));
+    query.push_tuples(pairs, |mut point, (x, y)| {
+        point.push_bind(x).push_bind(y);
+    });
 }
+
+/// Most points of a locking [`push_any_of`] read. From 1,000 values on,
+/// MariaDB turns an `IN` list into a join against a table of the values
+/// (`in_predicate_conversion_threshold`), which visits the rows in the
+/// table's order, not the key's; locks must be taken in key order, or two
+/// transactions can deadlock.
+pub(super) const LOCKING_POINTS: usize = 499;
 
 /// Deadlock found when trying to get lock; the transaction was rolled back.
 const ER_LOCK_DEADLOCK: u16 = 1213;
