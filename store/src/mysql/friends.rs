@@ -10,7 +10,7 @@ use super::batch::{Batcher, Job, Serve};
 use super::retry::retry;
 use super::rows::{
     api_int, missing_reference, push_any_of, sql_int, status_from_sql, status_to_sql, Text,
-    ROWS_PER_STATEMENT,
+    IN_POINTS,
 };
 use crate::types::{direct_conversation, now_ms, Friend, FriendRequest, RequestStatus, UserId};
 use crate::{StoreError, StoreResult};
@@ -277,7 +277,7 @@ pub(super) type FriendChecks = Batcher<(UserId, UserId), bool>;
 const CHECKERS: usize = 2;
 
 /// Most checks one statement answers (two key pairs each).
-const MAX_CHECKS: usize = ROWS_PER_STATEMENT / 2;
+const MAX_CHECKS: usize = IN_POINTS / 2;
 
 /// Starts the readers of the friendship checks on the current runtime.
 pub(super) fn start_checks(pool: &MySqlPool) -> FriendChecks {

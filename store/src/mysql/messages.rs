@@ -9,7 +9,7 @@ use super::begin_snapshot;
 use super::retry::retry_when;
 use super::rows::{
     api_int, corrupt, is_duplicate, message_columns, parse_conversation, push_any_of, push_list,
-    sql_int, MessageRow, Text, ROWS_PER_STATEMENT,
+    sql_int, MessageRow, Text, IN_VALUES, ROWS_PER_STATEMENT,
 };
 use crate::types::{
     conversation_of, now_ms, Appended, ConversationSummary, NewMessage, StoredMessage, Target,
@@ -197,7 +197,7 @@ async fn lock_conversations(
 ) -> StoreResult<()> {
     let all: Vec<(&String, &'static str)> = allocators.iter().map(|(c, a)| (c, a.kind)).collect();
     let mut last_seqs: HashMap<String, i64> = HashMap::with_capacity(all.len());
-    for chunk in all.chunks(ROWS_PER_STATEMENT) {
+    for chunk in all.chunks(IN_VALUES) {
         QueryBuilder::<MySql>::new("INSERT INTO conversations (id, kind, updated_at_ms) ")
             .push_values(chunk, |mut row, (conversation, kind)| {
                 row.push_bind(conversation.as_str())

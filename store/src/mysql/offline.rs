@@ -8,7 +8,7 @@ use sqlx::{FromRow, MySql, MySqlConnection, MySqlPool, QueryBuilder};
 use super::retry::retry;
 use super::rows::{
     api_int, message_columns, offline_row, push_any_of, push_list, sql_int, MessageRow,
-    UnreadColumns, LOCKING_POINTS, MESSAGE_ROW, ROWS_PER_STATEMENT,
+    UnreadColumns, IN_POINTS, IN_VALUES, MESSAGE_ROW,
 };
 use crate::types::{OfflineKey, OfflineRow, StoredMessage, UserId};
 use crate::StoreResult;
@@ -91,7 +91,7 @@ pub(super) fn row_key(key: OfflineKey) -> RowKey {
 }
 
 /// Claims those of the rows `keys` (user and row; sorted) names that are
-/// unread, in two statements per [`LOCKING_POINTS`] keys rather than
+/// unread, in two statements per [`IN_POINTS`] keys rather than
 /// one per row: a locking read of the rows, which sees the latest commit and
 /// holds them to the end of the transaction, then one update of the unread
 /// ones by id. The read walks the unique key in (user, msg_id) order, so two
@@ -102,7 +102,7 @@ pub(super) async fn claim_rows(
     keys: &[(UserId, RowKey)],
 ) -> StoreResult<HashSet<(UserId, RowKey)>> {
     let mut claimed = HashSet::new();
-    for chunk in keys.chunks(LOCKING_POINTS) {
+    for chunk in keys.chunks(IN_POINTS) {
         let mut points: Vec<(i64, i64)> = chunk
             .iter()
             .map(|&(user, (msg_id, _, _))| (sql_int(user), sql_int(msg_id)))
@@ -134,7 +134,7 @@ pub(super) async fn claim_rows(
     Ok(claimed)
 }
 
-/// One statement per [`ROWS_PER_STATEMENT`] rows, inside one transaction;
+/// One statement per [`IN_VALUES`] rows, inside one transaction;
 /// the ids are sorted, so two releases of overlapping rows lock them in the
 /// same order.
 pub(super) async fn release(pool: &MySqlPool, row_ids: &[u64]) -> StoreResult<()> {
@@ -144,7 +144,7 @@ pub(super) async fn release(pool: &MySqlPool, row_ids: &[u64]) -> StoreResult<()
     let ordered = &ordered;
     retry(|| async move {
         let mut tx = pool.begin().await?;
-        for chunk in ordered.chunks(ROWS_PER_STATEMENT) {
+        for chunk in ordered.chunks(IN_VALUES) {
             let mut update =
                 QueryBuilder::<MySql>::new("UPDATE offline SET has_read = 0 WHERE id IN ");
             push_list(&mut update, chunk.iter().copied().map(sql_int));

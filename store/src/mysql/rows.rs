@@ -20,6 +20,16 @@ use crate::StoreError;
 /// statement still covers an offline page or a worker batch.
 pub(super) const ROWS_PER_STATEMENT: usize = 1_000;
 
+/// Most values of an `IN` list. From 1,000 values on, MariaDB turns the
+/// list into a join against a table of them
+/// (`in_predicate_conversion_threshold`), which visits the rows in that
+/// table's order, not the key's; a locking read must take its locks in key
+/// order, or two transactions can deadlock.
+pub(super) const IN_VALUES: usize = 999;
+
+/// Most points of a [`push_any_of`] list (two values each).
+pub(super) const IN_POINTS: usize = IN_VALUES / 2;
+
 /// Appends `(?, ?, …)`, binding `values`: the list of an `IN`.
 pub(super) fn push_list<'a, T>(
     query: &mut QueryBuilder<'a, MySql>,
@@ -52,13 +62,6 @@ pub(super) fn push_any_of<'a, A, B>(
         point.push_bind(x).push_bind(y);
     });
 }
-
-/// Most points of a locking [`push_any_of`] read. From 1,000 values on,
-/// MariaDB turns an `IN` list into a join against a table of the values
-/// (`in_predicate_conversion_threshold`), which visits the rows in the
-/// table's order, not the key's; locks must be taken in key order, or two
-/// transactions can deadlock.
-pub(super) const LOCKING_POINTS: usize = 499;
 
 /// Deadlock found when trying to get lock; the transaction was rolled back.
 const ER_LOCK_DEADLOCK: u16 = 1213;
