@@ -11,10 +11,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use futures::future::join_all;
 use sqlx::{MySql, MySqlConnection, MySqlPool, QueryBuilder};
 
-use super::batch::{Batcher, Job, Serve};
+use super::batch::{Batcher, Serve};
 use super::offline::{claim_rows, row_key, RowKey};
 use super::receipts::{insert_receipts, send_receipts, stored_messages, Receipted};
 use super::retry::retry_when;
@@ -235,9 +234,7 @@ pub(super) fn start(pool: &MySqlPool) -> AckQueue {
     Batcher::start(WRITERS, MAX_ROWS, Writer { pool: pool.clone() })
 }
 
-/// Writes a batch in one transaction. If that fails, each ack is written
-/// alone, so one bad ack (a device id too long for its column) fails only
-/// its own call.
+/// Writes a batch of acks in one transaction.
 struct Writer {
     pool: MySqlPool,
 }
@@ -247,32 +244,7 @@ impl Serve<Ack, Answer> for Writer {
         ack.rows()
     }
 
-    async fn serve(&self, batch: Vec<Job<Ack, Answer>>) -> u64 {
-        let (acks, answers): (Vec<Ack>, Vec<_>) =
-            batch.into_iter().map(|job| (job.call, job.answer)).unzip();
-        let error = match write(&self.pool, &acks).await {
-            Ok(written) => {
-                for (answer, written) in answers.into_iter().zip(written) {
-                    let _ = answer.send(Ok(written));
-                }
-                return 1;
-            }
-            Err(error) => error,
-        };
-        if acks.len() == 1 {
-            let _ = answers.into_iter().next().map(|a| a.send(Err(error)));
-            return 1;
-        }
-        // Side by side, as they ran before they were grouped: with the
-        // database gone, each waits out the pool's timeout once, not one
-        // after another.
-        tracing::warn!(%error, acks = acks.len(), "acks failed together; writing each alone");
-        let alone = acks
-            .iter()
-            .map(|ack| write(&self.pool, std::slice::from_ref(ack)));
-        for (answer, written) in answers.into_iter().zip(join_all(alone).await) {
-            let _ = answer.send(written.map(|mut one| one.remove(0)));
-        }
-        1 + acks.len() as u64
+    async fn serve(&self, acks: &[Ack]) -> StoreResult<Vec<Answer>> {
+        write(&self.pool, acks).await
     }
 }

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use futures::future::join_all;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::{StoreError, StoreResult};
@@ -18,9 +19,9 @@ use crate::{StoreError, StoreResult};
 const QUEUE: usize = 4_096;
 
 /// A queued call and where its answer goes.
-pub(super) struct Job<C, A> {
-    pub(super) call: C,
-    pub(super) answer: oneshot::Sender<StoreResult<A>>,
+struct Job<C, A> {
+    call: C,
+    answer: oneshot::Sender<StoreResult<A>>,
 }
 
 /// How a [`Batcher`] serves its calls.
@@ -28,9 +29,9 @@ pub(super) trait Serve<C, A>: Send + Sync + 'static {
     /// How much of a batch `call` takes up (its rows).
     fn weight(&self, call: &C) -> usize;
 
-    /// Answers every job in `batch`, and returns how many round trips to the
-    /// database (transactions, or statements outside one) it took.
-    fn serve(&self, batch: Vec<Job<C, A>>) -> impl Future<Output = u64> + Send;
+    /// Serves `calls` in one round trip to the database (a transaction, or
+    /// a statement), answering each as if it were served alone, in order.
+    fn serve(&self, calls: &[C]) -> impl Future<Output = StoreResult<Vec<A>>> + Send;
 }
 
 /// A queue of calls, and tasks that each serve whatever is queued as one
@@ -77,7 +78,8 @@ impl<C: Send + 'static, A: Send + 'static> Batcher<C, A> {
             .map_err(|_| StoreError::Database(sqlx::Error::WorkerCrashed))?
     }
 
-    /// Round trips the servers have taken so far.
+    /// Round trips the servers have taken so far, a batch that failed
+    /// together counting once more per call in it.
     pub(super) fn trips(&self) -> u64 {
         self.trips.load(Ordering::Relaxed)
     }
@@ -104,7 +106,33 @@ async fn run<C, A>(
             }
             batch
         };
-        let took = serve.serve(batch).await;
-        trips.fetch_add(took, Ordering::Relaxed);
+        let (calls, answers): (Vec<C>, Vec<_>) =
+            batch.into_iter().map(|job| (job.call, job.answer)).unzip();
+        trips.fetch_add(1, Ordering::Relaxed);
+        let error = match serve.serve(&calls).await {
+            Ok(served) => {
+                for (answer, served) in answers.into_iter().zip(served) {
+                    let _ = answer.send(Ok(served));
+                }
+                continue;
+            }
+            Err(error) => error,
+        };
+        if calls.len() == 1 {
+            let _ = answers.into_iter().next().map(|a| a.send(Err(error)));
+            continue;
+        }
+        // Each alone, so one bad call (a device id too long for its column)
+        // fails only itself; side by side, as they ran before they were
+        // grouped: with the database gone, each waits out the pool's
+        // timeout once, not one after another.
+        tracing::warn!(%error, calls = calls.len(), "a batch failed; serving each call alone");
+        trips.fetch_add(calls.len() as u64, Ordering::Relaxed);
+        let alone = calls
+            .iter()
+            .map(|call| serve.serve(std::slice::from_ref(call)));
+        for (answer, served) in answers.into_iter().zip(join_all(alone).await) {
+            let _ = answer.send(served.map(|mut one| one.remove(0)));
+        }
     }
 }

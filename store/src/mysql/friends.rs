@@ -3,10 +3,9 @@
 
 use std::collections::HashSet;
 
-use futures::future::join_all;
 use sqlx::{FromRow, MySql, MySqlConnection, MySqlExecutor, MySqlPool, QueryBuilder};
 
-use super::batch::{Batcher, Job, Serve};
+use super::batch::{Batcher, Serve};
 use super::retry::retry;
 use super::rows::{
     api_int, missing_reference, push_any_of, sql_int, status_from_sql, status_to_sql, Text,
@@ -293,35 +292,16 @@ impl Serve<(UserId, UserId), bool> for Checker {
         1
     }
 
-    async fn serve(&self, batch: Vec<Job<(UserId, UserId), bool>>) -> u64 {
-        let pairs: Vec<(i64, i64)> = batch
+    async fn serve(&self, checks: &[(UserId, UserId)]) -> StoreResult<Vec<bool>> {
+        let pairs: Vec<(i64, i64)> = checks
             .iter()
-            .map(|job| (sql_int(job.call.0), sql_int(job.call.1)))
+            .map(|&(a, b)| (sql_int(a), sql_int(b)))
             .collect();
-        let error = match friend_pairs(&self.pool, &pairs).await {
-            Ok(rows) => {
-                for (job, (a, b)) in batch.into_iter().zip(pairs) {
-                    let both = a != b && rows.contains(&(a, b)) && rows.contains(&(b, a));
-                    let _ = job.answer.send(Ok(both));
-                }
-                return 1;
-            }
-            Err(error) => error,
-        };
-        if batch.len() == 1 {
-            let _ = batch
-                .into_iter()
-                .next()
-                .map(|job| job.answer.send(Err(error)));
-            return 1;
-        }
-        // Each caller gets an error of its own: read alone, side by side.
-        tracing::warn!(%error, checks = batch.len(), "friendship checks failed together; reading each alone");
-        let alone = pairs.iter().map(|&(a, b)| friend_rows(&self.pool, a, b));
-        for (job, rows) in batch.into_iter().zip(join_all(alone).await) {
-            let _ = job.answer.send(rows.map(|rows| rows == 2));
-        }
-        1 + pairs.len() as u64
+        let rows = friend_pairs(&self.pool, &pairs).await?;
+        Ok(pairs
+            .into_iter()
+            .map(|(a, b)| a != b && rows.contains(&(a, b)) && rows.contains(&(b, a)))
+            .collect())
     }
 }
 
