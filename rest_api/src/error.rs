@@ -86,7 +86,10 @@ impl ApiError {
     fn client_message(&self) -> String {
         match self {
             ApiError::Store(
-                StoreError::Database(_) | StoreError::Sqlite(_) | StoreError::Migrate(_),
+                StoreError::Database(_)
+                | StoreError::Sqlite(_)
+                | StoreError::Migrate(_)
+                | StoreError::InUse(_),
             )
             | ApiError::Internal(_) => "internal error".to_owned(),
             ApiError::Store(StoreError::NotFound) => "not found".to_owned(),

@@ -109,6 +109,49 @@ async fn the_binary_starts_fresh_stops_on_ctrl_c_and_keeps_its_data() {
     assert!(status.success());
 }
 
+/// The SQLite file is locked for the server's whole process: a second
+/// server on the same data directory stops with a clear error, and the first
+/// goes on serving.
+#[tokio::test]
+async fn a_second_server_on_the_same_data_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Server::start(dir.path());
+    let mut second = Command::new(env!("CARGO_BIN_EXE_im-server"))
+        .args(["--data-dir", dir.path().to_str().unwrap()])
+        .args(["--http-addr", "127.0.0.1:0", "--link-addr", "127.0.0.1:0"])
+        .args(["--ws-addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It waits out SQLite's busy timeout (5 s) first; one that started
+    // anyway is stopped here.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let exited = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            second.kill().unwrap();
+            break None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let second = second.wait_with_output().unwrap();
+    assert!(exited.is_some(), "the second server did not stop");
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("in use by another process"),
+        "second server: {err}"
+    );
+    let res = reqwest::get(format!("{}/openapi.json", first.http))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "the first server still serves");
+}
+
 #[test]
 fn bad_flags_get_a_clear_error_and_no_start() {
     let out = Command::new(env!("CARGO_BIN_EXE_im-server"))

@@ -28,6 +28,10 @@ pub enum StoreError {
     /// Migrations failed.
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Another process has the SQLite file open: another server on the
+    /// same data directory.
+    #[error("{} is in use by another process (is another server running on this data directory?)", .0.display())]
+    InUse(std::path::PathBuf),
 }
 
 impl StoreError {
@@ -38,9 +42,10 @@ impl StoreError {
             StoreError::NotFound => ErrorCode::NotFound,
             StoreError::Conflict(_) => ErrorCode::Conflict,
             StoreError::Forbidden => ErrorCode::Forbidden,
-            StoreError::Database(_) | StoreError::Sqlite(_) | StoreError::Migrate(_) => {
-                ErrorCode::Internal
-            }
+            StoreError::Database(_)
+            | StoreError::Sqlite(_)
+            | StoreError::Migrate(_)
+            | StoreError::InUse(_) => ErrorCode::Internal,
         }
     }
 }

@@ -15,7 +15,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::Checkpoints;
-use super::{hot, WriteTurn, BUSY_TIMEOUT};
+use super::{hot, WriteTurn};
 use crate::types::{Appended, DeliveredMessage, NewMessage, OfflineKey, ReceiptRecord, UserId};
 use crate::{StoreError, StoreResult};
 
@@ -95,8 +95,7 @@ impl Batcher {
     /// (already made and migrated) and starts the writer thread, which
     /// takes `turn` for each batch, so the file has one writer at a time.
     pub(super) fn start(turn: WriteTurn, path: &Path, nice: i32) -> StoreResult<Batcher> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let conn = super::open_rusqlite(path, false)?;
         conn.pragma_update(None, "foreign_keys", true)?;
         // Every hot write searches the indexes of messages, offline rows,
         // receipts and cursors; each page the cache misses is a read from

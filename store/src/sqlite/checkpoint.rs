@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use super::BUSY_TIMEOUT;
 use crate::{StoreError, StoreResult};
 
 /// Least time between two checkpoints: pages that many commits rewrite are
@@ -44,8 +43,7 @@ impl Checkpoints {
         path: &Path,
         restart_frames: i64,
     ) -> StoreResult<Checkpoints> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let conn = super::open_rusqlite(path, false)?;
         let (checkpoints, ticks) = Checkpoints::new(writer)?;
         let due = checkpoints.restart_due.clone();
         std::thread::Builder::new()
@@ -98,6 +96,7 @@ fn passive(conn: &Connection, restart_due: &AtomicBool, restart_frames: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sqlite::BUSY_TIMEOUT;
 
     /// The size the WAL reaches over 20 rounds of 100 commits of 4 KiB,
     /// each round checkpointed as under steady writes: a reader holds the

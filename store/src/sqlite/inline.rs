@@ -1,4 +1,4 @@
-//! Reads run on the caller's own thread, on read-only `rusqlite`
+//! Reads run on the caller's own thread, on query-only `rusqlite`
 //! connections kept in a small pool: the reads every login makes.
 //!
 //! Why not the sqlx reader pool: sqlx-sqlite runs each statement on a
@@ -16,9 +16,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 
-use super::BUSY_TIMEOUT;
 use crate::StoreResult;
 
 /// Idle connections kept; more are opened while more threads read at
@@ -71,11 +70,6 @@ impl InlineReaders {
     }
 
     fn connect(&self) -> StoreResult<Connection> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        Ok(conn)
+        super::open_rusqlite(&self.path, true)
     }
 }
