@@ -222,10 +222,16 @@ impl LoadProcesses {
             .prefix("im-bench-load-")
             .tempdir()?;
         let mut children = Vec::new();
-        // As few processes as hold them all, with the links spread evenly:
-        // 15,000 and 4,000 left the first process opening links alone for
-        // most of the round.
-        let processes = specs.len().div_ceil(per_process.max(1)).max(1);
+        // As few processes as hold them all, but one per core at least (a
+        // load process runs on one thread: 5,000 links in one process were
+        // bound by its core), with the links spread evenly: 15,000 and
+        // 4,000 left the first process opening links alone for most of the
+        // round.
+        let processes = specs
+            .len()
+            .div_ceil(per_process.max(1))
+            .max(crate::procfs::cores())
+            .clamp(1, specs.len().max(1));
         let chunk = specs.len().div_ceil(processes).max(1);
         for (i, chunk) in specs.chunks(chunk).enumerate() {
             let path: PathBuf = dir.path().join(format!("links-{i}.json"));
