@@ -90,8 +90,9 @@ impl Session {
         let mut receipts = Vec::new();
         for row in rows {
             match row.item {
-                // Pushed whatever the cursor says: a new device's cursors start
-                // at "now", and the offline rows are what no device has yet.
+                // Pushed whatever the cursor says: a new device's cursors of
+                // direct conversations start at "now", and the offline rows
+                // are what no device has yet.
                 OfflineItem::Message(m) => {
                     offline += 1;
                     messages.insert((m.conversation_id.clone(), m.seq), m);

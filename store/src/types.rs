@@ -167,6 +167,11 @@ pub fn group_conversation(group: GroupId) -> String {
     format!("g{group}")
 }
 
+/// Whether `conversation` is a group chat's (see [`group_conversation`]).
+pub fn is_group_conversation(conversation: &str) -> bool {
+    conversation.starts_with('g')
+}
+
 /// The conversation a message from `from` to `target` belongs to.
 pub fn conversation_of(from: UserId, target: Target) -> String {
     match target {
@@ -175,8 +180,11 @@ pub fn conversation_of(from: UserId, target: Target) -> String {
     }
 }
 
-/// A message to be stored. `recipients` are the users (not the sender) who get
-/// an offline row; the transfer computes them from friendship or membership.
+/// A message to be stored. `recipients` are the users (not the sender) it
+/// goes to; the transfer computes them from friendship or membership. Each
+/// recipient of a direct message gets an offline row; a group's members
+/// catch up by their devices' cursors instead (read diffusion: one row per
+/// group message, however many members).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewMessage {
     /// Sender.
@@ -191,7 +199,7 @@ pub struct NewMessage {
     pub text: String,
     /// The file an image or file message refers to.
     pub file: Option<FileRef>,
-    /// Users who get an offline row for this message.
+    /// Users the message goes to (an offline row each, if direct).
     pub recipients: Vec<UserId>,
 }
 

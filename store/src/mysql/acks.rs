@@ -18,7 +18,9 @@ use super::offline::{claim_rows, row_key, RowKey};
 use super::receipts::{insert_receipts, send_receipts, stored_messages, Receipted};
 use super::retry::retry_when;
 use super::rows::{is_duplicate, sql_int, MESSAGE_ROW, ROWS_PER_STATEMENT};
-use crate::types::{now_ms, DeliveredMessage, OfflineKey, ReceiptKind, ReceiptRecord, UserId};
+use crate::types::{
+    is_group_conversation, now_ms, DeliveredMessage, OfflineKey, ReceiptKind, ReceiptRecord, UserId,
+};
 use crate::StoreResult;
 
 /// One acknowledgement, as the [`Store`](crate::Store) call made it.
@@ -99,7 +101,9 @@ async fn write_once(pool: &MySqlPool, acks: &[Ack], at_ms: u64) -> StoreResult<V
 
     // The offline rows each ack names: a delivered message from someone
     // else (messages a user sent only move the cursor), or a receipt. The
-    // first ack to name an unread row takes it.
+    // first ack to name an unread row takes it. A group message has no
+    // offline row: it is named for its DELIVERED receipt (below), but not
+    // looked for, as a locking read of a missing row would lock its gap.
     let named: Vec<Vec<(UserId, RowKey)>> = acks
         .iter()
         .map(|ack| match ack {
@@ -111,7 +115,18 @@ async fn write_once(pool: &MySqlPool, acks: &[Ack], at_ms: u64) -> StoreResult<V
             Ack::Claim { user, keys } => keys.iter().map(|&k| (*user, row_key(k))).collect(),
         })
         .collect();
-    let all: BTreeSet<(UserId, RowKey)> = named.iter().flatten().copied().collect();
+    let group_message = |&(_, (msg_id, kind, _)): &(UserId, RowKey)| {
+        kind == MESSAGE_ROW
+            && stored
+                .get(&sql_int(msg_id))
+                .is_some_and(|m| is_group_conversation(&m.conversation_id.0))
+    };
+    let all: BTreeSet<(UserId, RowKey)> = named
+        .iter()
+        .flatten()
+        .filter(|key| !group_message(key))
+        .copied()
+        .collect();
     let mut unclaimed = claim_rows(&mut tx, &Vec::from_iter(all)).await?;
 
     // A DELIVERED receipt per message from someone else and recipient, unless

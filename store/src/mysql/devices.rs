@@ -8,8 +8,11 @@ use super::rows::{api_int, is_unique_violation, sql_int, Text};
 use crate::types::{now_ms, DeviceCursor, UserId};
 use crate::StoreResult;
 
-/// A new device starts every conversation at its current last seq: what came
-/// before and no device has yet still reaches it through the offline rows.
+/// A new device starts each direct conversation at its current last seq:
+/// what came before and no device has yet still reaches it through the
+/// offline rows. Group messages have no offline rows, so a group starts
+/// where the user's furthest device is, or, with none there, at the
+/// member's start (no cursor row: see [`cursors`]).
 /// A device already known is a duplicate key (a plain insert, so that an
 /// unknown user still fails its foreign key); its cursors are kept, as are
 /// any an ack made before the device registered.
@@ -42,11 +45,20 @@ pub(super) async fn register(pool: &MySqlPool, user: UserId, device: &str) -> St
         }
         sqlx::query(
             "INSERT INTO device_cursors (user_id, device_id, conversation_id, seq) \
-             SELECT m.user_id, ?, m.conversation_id, c.last_seq \
-             FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id \
-             WHERE m.user_id = ? \
+             SELECT * FROM ( \
+               SELECT m.user_id, ?, m.conversation_id, c.last_seq \
+               FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id \
+               WHERE m.user_id = ? AND c.kind = 'direct' \
+               UNION ALL \
+               SELECT d.user_id, ?, d.conversation_id, MAX(d.seq) \
+               FROM device_cursors d JOIN conversations c ON c.id = d.conversation_id \
+               WHERE d.user_id = ? AND c.kind = 'group' \
+               GROUP BY d.user_id, d.conversation_id \
+             ) AS start \
              ON DUPLICATE KEY UPDATE seq = device_cursors.seq",
         )
+        .bind(device)
+        .bind(user)
         .bind(device)
         .bind(user)
         .execute(&mut *tx)

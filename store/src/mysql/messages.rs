@@ -279,10 +279,11 @@ async fn insert_messages(
     Ok(())
 }
 
-/// An unread offline row per recipient of each new message, numbered in
-/// batch order and, within a message, in the order its recipients are
-/// listed. The sender has the message already; a recipient listed twice
-/// gets one row.
+/// An unread offline row per recipient of each new direct message,
+/// numbered in batch order and, within a message, in the order its
+/// recipients are listed. The sender has the message already; a recipient
+/// listed twice gets one row. A group's members catch up by their cursors
+/// instead.
 async fn insert_offline_rows(
     tx: &mut MySqlConnection,
     batch: &[NewMessage],
@@ -292,6 +293,9 @@ async fn insert_offline_rows(
     let mut seen: HashSet<UserId> = HashSet::new();
     for new in new {
         let message = &batch[new.index];
+        if matches!(message.target, Target::Group(_)) {
+            continue;
+        }
         seen.clear();
         for &recipient in &message.recipients {
             if recipient != message.from_user && seen.insert(recipient) {

@@ -14,8 +14,8 @@ use rusqlite::{params, CachedStatement, OptionalExtension, Row, Transaction};
 
 use super::rows::{api_int, sql_int, MESSAGE_ROW};
 use crate::types::{
-    conversation_of, now_ms, Appended, DeliveredMessage, FileRef, NewMessage, OfflineKey,
-    ReceiptKind, ReceiptRecord, StoredMessage, Target, UserId,
+    conversation_of, is_group_conversation, now_ms, Appended, DeliveredMessage, FileRef,
+    NewMessage, OfflineKey, ReceiptKind, ReceiptRecord, StoredMessage, Target, UserId,
 };
 use crate::{StoreError, StoreResult};
 
@@ -117,9 +117,14 @@ impl Sql {
             }
             Sql::StartCursors => {
                 "INSERT OR IGNORE INTO device_cursors (user_id, device_id, conversation_id, seq) \
-                 SELECT m.user_id, ?, m.conversation_id, c.last_seq \
+                 SELECT m.user_id, ?1, m.conversation_id, c.last_seq \
                  FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id \
-                 WHERE m.user_id = ?"
+                 WHERE m.user_id = ?2 AND c.kind = 'direct' \
+                 UNION ALL \
+                 SELECT d.user_id, ?1, d.conversation_id, MAX(d.seq) \
+                 FROM device_cursors d JOIN conversations c ON c.id = d.conversation_id \
+                 WHERE d.user_id = ?2 AND c.kind = 'group' \
+                 GROUP BY d.conversation_id"
             }
             Sql::Claim => {
                 "UPDATE offline SET has_read = 1 WHERE user_id = ? AND msg_id = ? \
@@ -232,14 +237,17 @@ fn insert(st: &mut Statements, message: &NewMessage, sent_at_ms: u64) -> StoreRe
     let msg_id = st.last_insert_rowid();
     st.get(Sql::Bump)?
         .execute(params![seq, msg_id, at, conversation_id])?;
-    // The sender has the message already; IGNORE drops a recipient listed twice.
-    let offline = st.get(Sql::QueueMessage)?;
-    for &recipient in message
-        .recipients
-        .iter()
-        .filter(|&&r| r != message.from_user)
-    {
-        offline.execute(params![sql_int(recipient), msg_id])?;
+    // The sender has the message already; IGNORE drops a recipient listed
+    // twice. A group's members catch up by their cursors instead.
+    if to_group == 0 {
+        let offline = st.get(Sql::QueueMessage)?;
+        for &recipient in message
+            .recipients
+            .iter()
+            .filter(|&&r| r != message.from_user)
+        {
+            offline.execute(params![sql_int(recipient), msg_id])?;
+        }
     }
     let message = StoredMessage {
         msg_id: api_int(msg_id),
@@ -356,9 +364,12 @@ pub(super) fn mark_delivered(
         if message.from_user == user_id {
             continue;
         }
-        // Whichever device acks first takes the message's offline row too.
-        st.get(Sql::TakeMessage)?
-            .execute(params![user_id, message.msg_id])?;
+        // Whichever device acks first takes the message's offline row too;
+        // a group message has none.
+        if !is_group_conversation(&message.conversation_id) {
+            st.get(Sql::TakeMessage)?
+                .execute(params![user_id, message.msg_id])?;
+        }
         let receipt = store_receipt(st, ReceiptKind::Delivered, message, user, at_ms)?;
         receipts.extend(receipt);
     }
@@ -445,9 +456,11 @@ fn store_receipt(
 }
 
 /// Records `device` of `user` unless it is known already; returns whether
-/// it was new. A new device starts every conversation at its current last
-/// seq: what came before and no device has yet still reaches it through
-/// the offline rows.
+/// it was new. A new device starts each direct conversation at its current
+/// last seq: what came before and no device has yet still reaches it
+/// through the offline rows. Group messages have no offline rows, so a
+/// group starts where the user's furthest device is, or, with none there,
+/// at the member's start (no cursor row: see `devices::cursors`).
 pub(super) fn register_device(
     st: &mut Statements,
     user: UserId,

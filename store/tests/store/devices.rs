@@ -4,6 +4,7 @@ use crate::{ack, Fixture};
 
 backend_tests!(
     a_new_device_starts_at_the_last_seq,
+    a_new_device_starts_a_group_where_the_users_furthest_device_is,
     a_conversation_joined_later_starts_at_the_start_seq,
     cursors_cover_every_conversation_of_the_user,
 );
@@ -39,6 +40,43 @@ async fn a_new_device_starts_at_the_last_seq(db: &Fixture) {
         db.device_cursors(alice, "phone").await.unwrap()[0].cursor,
         3
     );
+}
+
+async fn a_new_device_starts_a_group_where_the_users_furthest_device_is(db: &Fixture) {
+    let alice = db.new_user("alice").await;
+    let bob = db.new_user("bob").await;
+    let group = db.create_group(alice, "g").await.unwrap();
+    db.send(alice, Target::Group(group.id), "before", &[]).await;
+    db.add_member(group.id, bob, Role::Member).await.unwrap();
+    let mut sent = Vec::new();
+    for id in ["m2", "m3", "m4"] {
+        sent.push(db.send(alice, Target::Group(group.id), id, &[bob]).await);
+    }
+    let cursor = |device: &'static str| async move {
+        let cursors = db.device_cursors(bob, device).await.unwrap();
+        assert_eq!(cursors.len(), 1);
+        assert_eq!(cursors[0].last_seq, 4);
+        cursors[0].cursor
+    };
+
+    // No device of Bob's has a group message, and none has an offline row:
+    // his first device starts where he joined.
+    assert!(db.offline_unread(bob, 10).await.unwrap().is_empty());
+    assert!(db.register_device(bob, "phone").await.unwrap());
+    assert_eq!(cursor("phone").await, 1);
+
+    // The next starts where his furthest device is, not at the last seq.
+    db.mark_delivered(bob, "phone", &[ack(&sent[0].message)])
+        .await
+        .unwrap();
+    assert!(db.register_device(bob, "tablet").await.unwrap());
+    assert_eq!(cursor("tablet").await, 2);
+    db.mark_delivered(bob, "tablet", &[ack(&sent[1].message)])
+        .await
+        .unwrap();
+    assert!(db.register_device(bob, "laptop").await.unwrap());
+    assert_eq!(cursor("laptop").await, 3);
+    assert_eq!(cursor("phone").await, 2);
 }
 
 async fn a_conversation_joined_later_starts_at_the_start_seq(db: &Fixture) {
@@ -96,7 +134,9 @@ async fn cursors_cover_every_conversation_of_the_user(db: &Fixture) {
     let mut expected = vec![
         (direct_conversation(alice, bob), 1, 1),
         (direct_conversation(alice, carol), 0, 0),
-        (group_conversation(group.id), 2, 2),
+        // No device of hers has the group's messages (her devices send
+        // them): they are hers to catch up.
+        (group_conversation(group.id), 0, 2),
     ];
     expected.sort();
     assert_eq!(view, expected);
