@@ -119,7 +119,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run_until_signal(cli)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -178,6 +178,21 @@ fn server_bin(cli: &Cli) -> PathBuf {
         .and_then(|exe| exe.parent().map(|d| d.join("im-server")))
         .filter(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from("target/release/im-server"))
+}
+
+/// Runs [`run`] until it ends or this process gets SIGINT or SIGTERM. On a
+/// signal the run is dropped, and with it the servers and load processes
+/// it started: their handles kill them when dropped. (Without this, a
+/// SIGTERM ended this process at once and left its server running.)
+async fn run_until_signal(cli: Cli) -> anyhow::Result<bool> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::select! {
+        result = run(cli) => result,
+        _ = interrupt.recv() => anyhow::bail!("interrupted (SIGINT); the servers it started are stopped"),
+        _ = terminate.recv() => anyhow::bail!("terminated (SIGTERM); the servers it started are stopped"),
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<bool> {
