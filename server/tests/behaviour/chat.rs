@@ -290,6 +290,62 @@ async fn group_chat_across_five_members_keeps_one_order_everywhere() {
     assert_eq!(page.messages.len(), 5);
 }
 
+/// A group message has no offline rows: members catch up by their cursors.
+/// A device that was away gets what it missed, a user's first device gets
+/// everything since the user joined, and a new device starts where the
+/// user's furthest device is.
+#[tokio::test]
+async fn group_members_that_were_away_catch_up_by_their_cursors() {
+    let h = Harness::start().await;
+    let ann = h.user("ann").await;
+    let ben = h.user("ben").await;
+    let cat = h.user("cat").await;
+    let group = h.group(&ann, &[&ben, &cat]).await;
+    let (phone, _) = online(&h, &ben, "phone").await;
+    phone.close().await;
+
+    let (a, mut a_events) = online(&h, &ann, "phone").await;
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        let receipt = a
+            .send_text(Target::Group(group), format!("while away {i}"))
+            .await
+            .unwrap();
+        sent.push(receipt.msg_id);
+    }
+    let expected = ["while away 0", "while away 1", "while away 2"];
+    let texts = |got: &[im_client::ChatMessage]| -> Vec<String> {
+        got.iter().map(|m| m.text.clone()).collect()
+    };
+
+    // Ben's phone was away: what it missed comes after its cursor.
+    let (_phone, mut phone_events) = connect(&h, &ben, "phone").await;
+    let (counts, got) = catch_up(&mut phone_events).await;
+    assert_eq!(counts, (0, 3), "(offline, synced)");
+    assert_eq!(texts(&got), expected);
+    // Cat never logged in: her first device gets all since she joined.
+    let (_cat_phone, mut cat_events) = connect(&h, &cat, "phone").await;
+    let (counts, got) = catch_up(&mut cat_events).await;
+    assert_eq!(counts, (0, 3), "(offline, synced)");
+    assert_eq!(texts(&got), expected);
+
+    // Ben's DELIVERED receipts are stored with his phone's cursor: once Ann
+    // has them, a new device of Ben's starts after what the phone has.
+    let mut delivered = std::collections::BTreeSet::new();
+    while delivered.len() < sent.len() {
+        until(&mut a_events, |e| match e {
+            Event::Receipt(r) if r.kind == ReceiptKind::Delivered as i32 && r.by_user == ben.id => {
+                Some(delivered.insert(r.msg_id))
+            }
+            _ => None,
+        })
+        .await;
+    }
+    assert_eq!(delivered, sent.iter().copied().collect());
+    let (_tablet, mut tablet_events) = connect(&h, &ben, "tablet").await;
+    assert_eq!(catch_up(&mut tablet_events).await.0, (0, 0));
+}
+
 /// A push queue of 2 and a group of 6: each message answers its sender
 /// with 5 DELIVERED receipts at once, so most do not fit. The sender's
 /// link is not cut off: the dropped receipts are re-read from the store
