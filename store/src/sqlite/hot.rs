@@ -239,7 +239,7 @@ fn insert(st: &mut Statements, message: &NewMessage, sent_at_ms: u64) -> StoreRe
         .execute(params![seq, msg_id, at, conversation_id])?;
     // The sender has the message already; IGNORE drops a recipient listed
     // twice. A group's members catch up by their cursors instead.
-    if to_group == 0 {
+    if matches!(message.target, Target::User(_)) {
         let offline = st.get(Sql::QueueMessage)?;
         for &recipient in message
             .recipients
