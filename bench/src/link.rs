@@ -249,7 +249,8 @@ impl BenchLink {
             .window
             .send(body, (), Instant::now().into_std())
             .map_err(|_| LinkError::Protocol("send window full".into()))?;
-        self.write(&frame)
+        self.encoder.encode(frame, self.framed.write_buffer_mut())?;
+        Ok(())
     }
 
     /// True while the send window has room.

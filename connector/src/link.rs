@@ -131,7 +131,7 @@ async fn login(conn: &mut Conn, ctx: &Connector) -> Result<(UserId, String, Stri
 async fn send_fatal(conn: &mut Conn, close: Close) {
     if let Some(code) = close.code {
         let frame = Frame::fatal(code, close.message);
-        let _ = timeout(Duration::from_secs(1), conn.send(frame)).await;
+        let _ = timeout(Duration::from_secs(1), conn.send(&frame)).await;
     }
 }
 
@@ -286,7 +286,7 @@ impl Link {
     async fn start(&mut self) -> Result<(), Close> {
         let ctx = self.ctx.clone();
         let (user, device) = (self.session.user, self.session.device.clone());
-        self.conn.feed(Frame::ack(1)).await.map_err(Close::codec)?;
+        self.conn.feed(&Frame::ack(1)).await.map_err(Close::codec)?;
         let internal = |error: &dyn std::fmt::Display| {
             tracing::error!(%error, "login failed");
             Close::with(ErrorCode::Internal, "internal error")
@@ -386,7 +386,7 @@ impl Link {
             }
             Some(Body::Ping(ping)) if frame.id == 0 => {
                 let pong = Frame::new(0, Body::Pong(Pong { nonce: ping.nonce }));
-                return self.conn.feed(pong).await.map_err(Close::codec);
+                return self.conn.feed(&pong).await.map_err(Close::codec);
             }
             Some(Body::Pong(_)) if frame.id == 0 => return Ok(()),
             _ if frame.id == 0 => {
@@ -420,7 +420,7 @@ impl Link {
     async fn ack(&mut self) -> Result<(), Close> {
         self.ack_due = None;
         let ack = Frame::ack(self.reorder.last_id());
-        self.conn.feed(ack).await.map_err(Close::codec)
+        self.conn.feed(&ack).await.map_err(Close::codec)
     }
 
     /// Acts on one in-order sequenced frame from the client.
@@ -499,7 +499,7 @@ impl Link {
     async fn retransmit(&mut self) -> Result<(), Close> {
         match self.window.poll_timeouts(Instant::now().into_std()) {
             Ok(frames) => {
-                for frame in frames {
+                for frame in &frames {
                     self.conn.feed(frame).await.map_err(Close::codec)?;
                 }
                 Ok(())

@@ -6,6 +6,7 @@
 //!   message boundary replaces the prefix), for browsers.
 
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use futures::sink::{self, Feed, Flush};
 use futures::stream::BoxStream;
@@ -20,7 +21,9 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 /// Bytes a TCP link's read and write buffers start with.
 const LINK_BUFFER: usize = 256;
 
-type FrameSink = Pin<Box<dyn Sink<Frame, Error = CodecError> + Send>>;
+/// Takes frames by reference: a pushed frame is written from the ACK
+/// window, which keeps it for retransmission, without a copy.
+type FrameSink = Pin<Box<dyn for<'a> Sink<&'a Frame, Error = CodecError> + Send>>;
 
 /// One client link's frames, whatever carries them.
 pub(crate) struct Conn {
@@ -62,12 +65,9 @@ impl Conn {
         let reader = stream
             .filter_map(move |message| future::ready(decode(message, max_frame_bytes)))
             .boxed();
-        let writer = sink
-            .sink_map_err(transport_error)
-            .with(|frame: Frame| future::ready(Ok(Message::Binary(frame.encode_to_vec().into()))));
         Ok(Conn {
             reader,
-            writer: Box::pin(writer),
+            writer: Box::pin(Messages(sink)),
         })
     }
 
@@ -81,18 +81,55 @@ impl Conn {
     // link's task, kept for the link's life) is sized by them.
 
     /// Queues a frame without flushing.
-    pub(crate) fn feed(&mut self, frame: Frame) -> Feed<'_, FrameSink, Frame> {
+    pub(crate) fn feed<'f>(&mut self, frame: &'f Frame) -> Feed<'_, FrameSink, &'f Frame> {
         self.writer.feed(frame)
     }
 
     /// Writes out everything queued.
-    pub(crate) fn flush(&mut self) -> Flush<'_, FrameSink, Frame> {
+    pub(crate) fn flush<'f>(&mut self) -> Flush<'_, FrameSink, &'f Frame> {
         self.writer.flush()
     }
 
     /// Queues and flushes one frame.
-    pub(crate) fn send(&mut self, frame: Frame) -> sink::Send<'_, FrameSink, Frame> {
+    pub(crate) fn send<'f>(&mut self, frame: &'f Frame) -> sink::Send<'_, FrameSink, &'f Frame> {
         self.writer.send(frame)
+    }
+}
+
+/// A WebSocket sink taking frames by reference, each encoded into one
+/// binary message. (`SinkExt::with` takes its items by value, or by a
+/// reference of one lifetime only, not of any.)
+struct Messages<S>(S);
+
+impl<'a, S> Sink<&'a Frame> for Messages<S>
+where
+    S: Sink<Message, Error = tungstenite::Error> + Unpin,
+{
+    type Error = CodecError;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), CodecError>> {
+        Pin::new(&mut self.0)
+            .poll_ready(cx)
+            .map_err(transport_error)
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, frame: &'a Frame) -> Result<(), CodecError> {
+        let message = Message::Binary(frame.encode_to_vec().into());
+        Pin::new(&mut self.0)
+            .start_send(message)
+            .map_err(transport_error)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), CodecError>> {
+        Pin::new(&mut self.0)
+            .poll_flush(cx)
+            .map_err(transport_error)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), CodecError>> {
+        Pin::new(&mut self.0)
+            .poll_close(cx)
+            .map_err(transport_error)
     }
 }
 

@@ -109,9 +109,11 @@ impl<M, F: LinkFrame> AckWindow<M, F> {
         self.next_id - 1
     }
 
-    /// Numbers `body` with the next id and keeps a copy until it is acked.
-    /// Returns the frame to write.
-    pub fn send(&mut self, body: F::Body, meta: M, now: Instant) -> Result<F, WindowFull> {
+    /// Numbers `body` with the next id and keeps the frame until it is
+    /// acked. Returns the kept frame, to be written from where it lies: a
+    /// copy would clone every string of the body (a message's text and
+    /// ids), once per frame on every link.
+    pub fn send(&mut self, body: F::Body, meta: M, now: Instant) -> Result<&F, WindowFull> {
         if self.is_full() {
             return Err(WindowFull);
         }
@@ -125,13 +127,14 @@ impl<M, F: LinkFrame> AckWindow<M, F> {
             self.last_deadline = Some(deadline);
         }
         self.in_flight.push_back(InFlight {
-            frame: frame.clone(),
+            frame,
             meta,
             retransmits: 0,
             deadline,
             out_of_order,
         });
-        Ok(frame)
+        let kept = self.in_flight.back().expect("pushed just now");
+        Ok(&kept.frame)
     }
 
     /// Handles a cumulative ack: every frame with id <= `id` is done. Returns
@@ -329,10 +332,10 @@ mod tests {
     fn retransmissions_back_off_by_doubling_up_to_the_cap() {
         let mut w = window(8);
         let t0 = Instant::now();
-        let sent = w.send(body(7), 7, t0).unwrap();
+        let sent = w.send(body(7), 7, t0).unwrap().clone();
         let mut now = t0 + Duration::from_millis(100);
         let again = w.poll_timeouts(now).unwrap();
-        assert_eq!(again, vec![sent.clone()], "same id and body are resent");
+        assert_eq!(again, vec![sent], "same id and body are resent");
         // Next waits 200 ms (doubled), then 350 ms (capped from 400).
         for wait in [200, 350] {
             let deadline = w.next_deadline().unwrap();

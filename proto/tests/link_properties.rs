@@ -100,7 +100,7 @@ fn run(seed: u64, n: u64, capacity: usize, faults: Faults) -> Outcome {
                 nonce: next_payload,
             });
             let frame = window.send(body, next_payload, tick(now)).unwrap();
-            to_receiver.send(now, frame);
+            to_receiver.send(now, frame.clone());
             next_payload += 1;
         }
         for frame in window.poll_timeouts(tick(now)).unwrap() {

@@ -87,7 +87,7 @@ impl LinkState {
             device_id: device_id.to_string(),
         });
         match self.window.send(login, Outgoing::Login, now) {
-            Ok(frame) => self.out.push(frame),
+            Ok(frame) => self.out.push(frame.clone()),
             Err(_) => self.close(None, "ack window has no room for Login", false),
         }
     }
@@ -308,7 +308,7 @@ impl LinkState {
             return;
         }
         let frame = match self.window.send(body, Outgoing::Send, now) {
-            Ok(frame) => frame,
+            Ok(frame) => frame.clone(),
             Err(full) => {
                 let _ = reply.send(Err(ClientError::Protocol(full.to_string())));
                 return;
@@ -338,7 +338,7 @@ impl LinkState {
         match self.window.send(body, Outgoing::MarkRead { frame_id }, now) {
             Ok(frame) => {
                 self.pending.add_mark_read(frame_id, reply);
-                self.out.push(frame);
+                self.out.push(frame.clone());
             }
             Err(full) => {
                 let _ = reply.send(Err(ClientError::Protocol(full.to_string())));

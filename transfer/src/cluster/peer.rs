@@ -112,11 +112,11 @@ pub async fn run_peer(
                 let frame = frame.ok_or(PeerError::Closed)??;
                 last_heard = Instant::now();
                 if let Some(ack) = on_frame(frame, &mut window, &mut reorder, &incoming).await? {
-                    send(&mut conn, ack, config.idle_timeout).await?;
+                    send(&mut conn, &ack, config.idle_timeout).await?;
                 }
             }
             _ = sleep_until(retransmit_at) => {
-                for frame in window.poll_timeouts(std::time::Instant::now())? {
+                for frame in &window.poll_timeouts(std::time::Instant::now())? {
                     send(&mut conn, frame, config.idle_timeout).await?;
                 }
             }
@@ -126,7 +126,7 @@ pub async fn run_peer(
                 }
                 nonce += 1;
                 let ping = unsequenced(Body::Ping(Ping { nonce }));
-                send(&mut conn, ping, config.idle_timeout).await?;
+                send(&mut conn, &ping, config.idle_timeout).await?;
             }
         }
     }
@@ -135,7 +135,7 @@ pub async fn run_peer(
 /// Writes one frame, giving up after `limit`: a peer that stops reading
 /// (stopped, or behind something that holds the connection open) would
 /// otherwise hold this loop, and with it the heartbeat that notices it.
-async fn send(conn: &mut PeerConn, frame: Envelope, limit: Duration) -> Result<(), PeerError> {
+async fn send(conn: &mut PeerConn, frame: &Envelope, limit: Duration) -> Result<(), PeerError> {
     match tokio::time::timeout(limit, conn.send(frame)).await {
         Ok(sent) => Ok(sent?),
         Err(_) => Err(PeerError::Stalled(limit)),
