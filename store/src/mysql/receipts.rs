@@ -7,7 +7,7 @@ use sqlx::{FromRow, MySql, MySqlConnection, MySqlPool, QueryBuilder};
 
 use super::retry::retry_when;
 use super::rows::{
-    api_int, is_duplicate, push_any_of, push_list, sql_int, Text, ROWS_PER_STATEMENT,
+    api_int, is_duplicate, push_any_of, push_list, sql_int, Text, IN_POINTS, ROWS_PER_STATEMENT,
 };
 use crate::types::{now_ms, ReceiptKind, ReceiptRecord, UserId};
 use crate::{StoreError, StoreResult};
@@ -131,9 +131,11 @@ pub(super) async fn insert_receipts(
     at_ms: u64,
 ) -> StoreResult<Vec<(i64, UserId)>> {
     let mut stored = Vec::new();
-    for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
-        let mut select =
-            QueryBuilder::<MySql>::new("SELECT msg_id, by_user FROM receipts WHERE kind = ");
+    for chunk in pairs.chunks(IN_POINTS) {
+        // The primary key named: see `push_any_of`.
+        let mut select = QueryBuilder::<MySql>::new(
+            "SELECT msg_id, by_user FROM receipts FORCE INDEX (PRIMARY) WHERE kind = ",
+        );
         select.push_bind(kind.as_i64()).push(" AND (");
         let points = chunk.iter().map(|&(msg_id, by)| (msg_id, sql_int(by)));
         push_any_of(&mut select, ("msg_id", "by_user"), points);
