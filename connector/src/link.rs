@@ -18,7 +18,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::mailbox::{release_if_empty, Event};
+use crate::mailbox::{release_if_empty, Event, Mailbox};
 use crate::registry::Registration;
 use crate::report::{Reporter, Reports};
 use crate::session::{self, Delivery, Session};
@@ -26,6 +26,26 @@ use crate::transport::Conn;
 use crate::Connector;
 
 type SendResult = (u64, String, Result<Appended, TransferError>);
+
+/// Events a link takes in one turn before it writes: at most a window's
+/// worth, and tokio's cooperative budget ends a turn sooner.
+const MAX_EVENTS_PER_WRITE: usize = 256;
+
+/// What woke a link's loop.
+enum Wake {
+    /// The server is shutting down.
+    Shutdown,
+    /// A send became durable, or failed.
+    Answered(SendResult),
+    /// The acks in flight to the store were written.
+    ReportWritten,
+    /// The mailbox had something.
+    Mail(Event),
+    /// The client sent a frame, or the connection ended.
+    Frame(Option<Result<Frame, CodecError>>),
+    /// The held ack is due, or a retransmission, or else the idle timeout.
+    Timer { ack: bool, retransmit: bool },
+}
 
 /// Why a link ends, and what the client is told.
 struct Close {
@@ -187,97 +207,141 @@ impl Link {
             if let Err(close) = self.write_out().await {
                 return close;
             }
-            let retransmit_at = self.window.next_deadline().map(Instant::from_std);
-            let idle_at = self.last_seen + self.ctx.config.idle_timeout;
-            // One timer for both: a retransmission due first, or else the
-            // idle timeout.
-            let retransmit_due = retransmit_at.filter(|at| *at <= idle_at);
-            let wake_at = retransmit_due.unwrap_or(idle_at);
-            let ack_due = self.ack_due.filter(|at| *at < wake_at);
-            let live = self.session.queue.is_empty() && !self.window_is_full();
-            // Pushes were dropped (the queue was full): once everything
-            // queued and sent is through (and the acks have claimed their
-            // receipts), what is still unclaimed in the store is what was
-            // dropped.
-            let caught_up =
-                live && self.window.is_empty() && self.reports.is_idle() && mailbox.is_empty();
-            // Kills come with pushes, before the client's frames: a client
-            // that never stops sending cannot hold off its own kill.
-            //
-            // The handlers are boxed. A task keeps room for the largest
-            // state its future can be in, and an idle link waits here for
-            // hours: unboxed, the rare large states (a frame being
-            // processed, a resync) made every link's task 3 KiB. Boxed, they
-            // cost one short-lived allocation per event instead.
-            let step = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => {
-                    Box::pin(self.drain_sends()).await;
-                    Err(Close::with(ErrorCode::ShuttingDown, "server is shutting down"))
+            let mut wake = self.wait(mailbox, &shutdown).await;
+            // What else is ready now is taken before the next write: a
+            // group's burst in the mailbox, the SENT answers of one commit,
+            // the frames of one read. One event per write made each of
+            // them a socket write of its own.
+            for taken in 1.. {
+                // A timer wakes for something only the write does (the
+                // held ack): it ends the turn.
+                let timer = matches!(wake, Wake::Timer { .. });
+                if let Err(close) = self.on_wake(wake, mailbox).await {
+                    return close;
                 }
-                Some(done) = self.pending.next(), if !self.pending.is_empty() => {
-                    self.answer_send(done);
-                    Ok(())
+                // Polled only if what it returns is acted on: an event it
+                // returns has been taken (a push out of the mailbox). One
+                // that is not ready is dropped having taken nothing.
+                if timer || taken == MAX_EVENTS_PER_WRITE {
+                    break;
                 }
-                _ = self.reports.written(), if self.reports.is_writing() => {
-                    self.reports.next(Reporter::of(&self.ctx, &self.session));
-                    Ok(())
+                match self.wait(mailbox, &shutdown).now_or_never() {
+                    Some(next) => wake = next,
+                    None => break,
                 }
-                event = mailbox.next(live, caught_up) => match event {
-                    Event::Killed(code) => Err(Close::with(code, kill_message(code))),
-                    Event::Push(push) => {
-                        // A resync reads what is still unclaimed: first
-                        // claim what the device acked.
-                        if matches!(push, Push::Resync) {
-                            Box::pin(self.flush_reports()).await;
-                        }
-                        let store = self.ctx.store.as_ref();
-                        match Box::pin(self.session.on_push(store, push)).await {
-                            Ok(None) => Ok(()),
-                            Ok(Some(code)) => Err(Close::with(code, kill_message(code))),
-                            Err(error) => {
-                                tracing::error!(%error, "push failed");
-                                Err(Close::with(ErrorCode::Internal, "internal error"))
-                            }
-                        }
-                    }
-                    Event::Lagged => {
-                        let store = self.ctx.store.as_ref();
-                        match Box::pin(self.session.on_push(store, Push::Resync)).await {
-                            Ok(_) => {
-                                // More may be waiting than one re-read takes:
-                                // read again once this is through.
-                                if !self.session.queue.is_empty() {
-                                    mailbox.lag();
-                                }
-                                Ok(())
-                            }
-                            Err(error) => {
-                                tracing::error!(%error, "resync failed");
-                                Err(Close::with(ErrorCode::Internal, "internal error"))
-                            }
-                        }
-                    }
-                },
-                frame = self.conn.next() => match frame {
-                    None => Err(Close::quiet()),
-                    Some(Err(e)) => Err(Close::codec(e)),
-                    Some(Ok(frame)) => Box::pin(self.on_frame(frame)).await,
-                },
-                _ = sleep_until(ack_due.unwrap_or(wake_at)) => {
-                    if ack_due.is_some() {
-                        // The loop's next write sends it.
-                        Ok(())
-                    } else if retransmit_due.is_some() {
-                        Box::pin(self.retransmit()).await
-                    } else {
-                        Err(Close::with(ErrorCode::IdleTimeout, "nothing received for too long"))
-                    }
-                }
-            };
-            if let Err(close) = step {
-                return close;
             }
+        }
+    }
+
+    /// Waits for the next event. Cancel-safe (the loop polls it once more
+    /// after each event, and drops it if nothing is ready): each branch
+    /// takes nothing unless it returns it.
+    async fn wait(&mut self, mailbox: &Mailbox, shutdown: &CancellationToken) -> Wake {
+        let retransmit_at = self.window.next_deadline().map(Instant::from_std);
+        let idle_at = self.last_seen + self.ctx.config.idle_timeout;
+        // One timer for both: a retransmission due first, or else the
+        // idle timeout.
+        let retransmit_due = retransmit_at.filter(|at| *at <= idle_at);
+        let wake_at = retransmit_due.unwrap_or(idle_at);
+        let ack_due = self.ack_due.filter(|at| *at < wake_at);
+        // Pushes are taken while what they queue fits the window's free
+        // room, so frames wait in the window, not in the session's queue.
+        let live = self.session.queue.len() < self.window_room();
+        // Pushes were dropped (the queue was full): once everything
+        // queued and sent is through (and the acks have claimed their
+        // receipts), what is still unclaimed in the store is what was
+        // dropped.
+        let caught_up = self.session.queue.is_empty()
+            && self.window.is_empty()
+            && !self.reports.is_backed_up()
+            && self.reports.is_idle()
+            && mailbox.is_empty();
+        // Kills come with pushes, before the client's frames: a client
+        // that never stops sending cannot hold off its own kill.
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => Wake::Shutdown,
+            Some(done) = self.pending.next(), if !self.pending.is_empty() => Wake::Answered(done),
+            _ = self.reports.written(), if self.reports.is_writing() => Wake::ReportWritten,
+            event = mailbox.next(live, caught_up) => Wake::Mail(event),
+            frame = self.conn.next() => Wake::Frame(frame),
+            _ = sleep_until(ack_due.unwrap_or(wake_at)) => Wake::Timer {
+                ack: ack_due.is_some(),
+                retransmit: retransmit_due.is_some(),
+            },
+        }
+    }
+
+    /// Acts on one event.
+    ///
+    /// The handlers that await are boxed. A task keeps room for the
+    /// largest state its future can be in, and an idle link waits for
+    /// hours: unboxed, the rare large states (a frame being processed, a
+    /// resync) made every link's task 3 KiB. Boxed, they cost one
+    /// short-lived allocation per event instead.
+    async fn on_wake(&mut self, wake: Wake, mailbox: &Mailbox) -> Result<(), Close> {
+        match wake {
+            Wake::Shutdown => {
+                Box::pin(self.drain_sends()).await;
+                Err(Close::with(
+                    ErrorCode::ShuttingDown,
+                    "server is shutting down",
+                ))
+            }
+            Wake::Answered(done) => {
+                self.answer_send(done);
+                Ok(())
+            }
+            Wake::ReportWritten => {
+                self.reports.next(Reporter::of(&self.ctx, &self.session));
+                Ok(())
+            }
+            Wake::Mail(Event::Killed(code)) => Err(Close::with(code, kill_message(code))),
+            Wake::Mail(Event::Push(push)) => {
+                // A resync reads what is still unclaimed: first claim what
+                // the device acked.
+                if matches!(push, Push::Resync) {
+                    Box::pin(self.flush_reports()).await;
+                }
+                let store = self.ctx.store.as_ref();
+                match Box::pin(self.session.on_push(store, push)).await {
+                    Ok(None) => Ok(()),
+                    Ok(Some(code)) => Err(Close::with(code, kill_message(code))),
+                    Err(error) => {
+                        tracing::error!(%error, "push failed");
+                        Err(Close::with(ErrorCode::Internal, "internal error"))
+                    }
+                }
+            }
+            Wake::Mail(Event::Lagged) => {
+                let store = self.ctx.store.as_ref();
+                match Box::pin(self.session.on_push(store, Push::Resync)).await {
+                    Ok(_) => {
+                        // More may be waiting than one re-read takes: read
+                        // again once this is through.
+                        if !self.session.queue.is_empty() {
+                            mailbox.lag();
+                        }
+                        Ok(())
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "resync failed");
+                        Err(Close::with(ErrorCode::Internal, "internal error"))
+                    }
+                }
+            }
+            Wake::Frame(None) => Err(Close::quiet()),
+            Wake::Frame(Some(Err(e))) => Err(Close::codec(e)),
+            Wake::Frame(Some(Ok(frame))) => Box::pin(self.on_frame(frame)).await,
+            // The next write sends the held ack.
+            Wake::Timer { ack: true, .. } => Ok(()),
+            Wake::Timer {
+                retransmit: true, ..
+            } => Box::pin(self.retransmit()).await,
+            Wake::Timer { .. } => Err(Close::with(
+                ErrorCode::IdleTimeout,
+                "nothing received for too long",
+            )),
         }
     }
 
@@ -324,6 +388,16 @@ impl Link {
     /// wait to be written that nothing new goes out until they are.
     fn window_is_full(&self) -> bool {
         self.window.is_full() || self.reports.is_backed_up()
+    }
+
+    /// Frames the window takes before it is full (none while acks are
+    /// backed up).
+    fn window_room(&self) -> usize {
+        if self.reports.is_backed_up() {
+            0
+        } else {
+            self.window.room()
+        }
     }
 
     /// Moves queued frames into the ACK window while it has room, and the

@@ -104,6 +104,11 @@ impl<M, F: LinkFrame> AckWindow<M, F> {
         self.in_flight.len() >= self.config.capacity
     }
 
+    /// Frames that may still be sent before the window is full.
+    pub fn room(&self) -> usize {
+        self.config.capacity.saturating_sub(self.in_flight.len())
+    }
+
     /// The highest id handed out so far (0 before the first send).
     pub fn last_sent_id(&self) -> u64 {
         self.next_id - 1
@@ -275,6 +280,20 @@ mod tests {
             .collect();
         assert_eq!(ids, vec![1, 2, 3]);
         assert_eq!(w.last_sent_id(), 3);
+    }
+
+    #[test]
+    fn room_is_what_may_still_be_sent() {
+        let mut w = window(3);
+        let now = Instant::now();
+        assert_eq!(w.room(), 3);
+        w.send(body(0), 0, now).unwrap();
+        w.send(body(1), 1, now).unwrap();
+        assert_eq!(w.room(), 1);
+        w.send(body(2), 2, now).unwrap();
+        assert_eq!((w.room(), w.is_full()), (0, true));
+        w.on_ack(2);
+        assert_eq!(w.room(), 2);
     }
 
     #[test]

@@ -315,6 +315,31 @@ async fn a_frame_split_byte_by_byte_and_frames_merged_in_one_write_are_read() {
 }
 
 #[tokio::test]
+async fn more_frames_in_one_write_than_a_turn_takes_are_each_answered() {
+    let h = Harness::start().await;
+    let alice = h.user("alice").await;
+    let (mut raw, _) = h.raw_login(&alice, "phone").await;
+    // More than a link takes in one turn (a window's worth, 256) and read
+    // at once: every one of them is acted on, none is taken and dropped at
+    // the end of a turn.
+    const PINGS: u64 = 600;
+    let mut codec = FrameCodec::default();
+    let mut merged = BytesMut::new();
+    for nonce in 1..=PINGS {
+        let ping = Frame::new(0, Body::Ping(im_proto::v1::Ping { nonce }));
+        codec.encode(ping, &mut merged).unwrap();
+    }
+    raw.get_mut().write_all(&merged).await.unwrap();
+    let mut nonces = Vec::new();
+    while nonces.len() < PINGS as usize {
+        if let Some(Body::Pong(pong)) = next(&mut raw).await.body {
+            nonces.push(pong.nonce);
+        }
+    }
+    assert_eq!(nonces, (1..=PINGS).collect::<Vec<_>>());
+}
+
+#[tokio::test]
 async fn a_silent_new_link_times_out_and_an_idle_link_is_closed() {
     let h = Harness::start_with(|c| {
         c.login_timeout_secs = 1;
