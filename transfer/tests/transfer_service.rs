@@ -1,7 +1,10 @@
 //! A transfer's internal-link port under bad input: garbage, oversized
 //! frames and calls before Hello close that link only; the transfer keeps
-//! serving well-behaved callers and answers bad calls with errors.
+//! serving well-behaved callers and answers bad calls with errors. And a
+//! connector whose transfer comes back re-reads the store for what was
+//! routed while it had no link.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,15 +12,24 @@ use im_offline_worker::{KafkaConfig, KafkaLog};
 use im_proto::internal::{call, Hello, Presence, Submit};
 use im_proto::v1::SendMessage;
 use im_proto::ErrorCode;
-use im_store::{SqliteStore, Store};
-use im_transfer::cluster::{serve, ConnectorLinks, PeerConfig, TransferClient, TransferService};
-use im_transfer::{Router, Transfer};
+use im_store::{SqliteStore, Store, UserId};
+use im_transfer::cluster::{
+    serve, ConnectorLinks, PeerConfig, RemoteTransfer, TransferClient, TransferService,
+};
+use im_transfer::{Connectors, Push, Router, Transfer};
 use im_user_status::MemoryUserStatus;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 async fn start_transfer(dir: &tempfile::TempDir) -> (String, Arc<dyn Store>, CancellationToken) {
+    start_transfer_at(dir, "127.0.0.1:0").await
+}
+
+async fn start_transfer_at(
+    dir: &tempfile::TempDir,
+    addr: &str,
+) -> (String, Arc<dyn Store>, CancellationToken) {
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("im.db")).await.unwrap());
     let links = Arc::new(ConnectorLinks::new());
@@ -37,11 +49,80 @@ async fn start_transfer(dir: &tempfile::TempDir) -> (String, Arc<dyn Store>, Can
         links,
         peer: PeerConfig::default(),
     });
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // A transfer started again on its address waits for the old one's
+    // listener to close.
+    let mut tries = 0;
+    let listener = loop {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => break listener,
+            Err(_) if tries < 100 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("cannot listen on {addr}: {error}"),
+        }
+    };
     let addr = listener.local_addr().unwrap().to_string();
     let stop = CancellationToken::new();
     tokio::spawn(serve(listener, service, stop.clone()));
     (addr, store, stop)
+}
+
+/// A connector's sessions as its links see them: counts the re-reads.
+#[derive(Default)]
+struct Sessions {
+    resyncs: AtomicUsize,
+}
+
+impl Connectors for Sessions {
+    fn push(&self, _: &str, _: UserId, _: &str, _: Push) {}
+
+    fn resync_all(&self) {
+        self.resyncs.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Sessions {
+    /// Waits up to 5 s for at least `n` re-reads; how many there were.
+    async fn resynced(&self, n: usize) -> usize {
+        for _ in 0..100 {
+            if self.resyncs.load(Ordering::SeqCst) >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.resyncs.load(Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn a_connector_re_reads_the_store_when_its_transfer_is_back() {
+    let first = tempfile::tempdir().unwrap();
+    let (addr, _, stop_first) = start_transfer(&first).await;
+    let sessions = Arc::new(Sessions::default());
+    let stop = CancellationToken::new();
+    let remote = RemoteTransfer::start(
+        vec![addr.clone()],
+        "c1",
+        sessions.clone(),
+        PeerConfig::default(),
+        stop.clone(),
+    );
+    assert!(remote.client().wait_linked(Duration::from_secs(5)).await);
+    assert_eq!(sessions.resynced(1).await, 1, "a re-read once linked");
+
+    // The transfer goes away: one re-read for what its link carried.
+    stop_first.cancel();
+    assert_eq!(sessions.resynced(2).await, 2, "a re-read at the loss");
+    // Until it is back, what it routes to this connector is dropped (a
+    // commit it sent as it died may land now too); once back and linked,
+    // the sessions read again.
+    let second = tempfile::tempdir().unwrap();
+    let (_, _, stop_second) = start_transfer_at(&second, &addr).await;
+    assert!(remote.client().wait_linked(Duration::from_secs(5)).await);
+    assert_eq!(sessions.resynced(3).await, 3, "a re-read once linked again");
+    stop.cancel();
+    stop_second.cancel();
 }
 
 /// Writes `bytes` and expects the transfer to close the connection.

@@ -53,6 +53,9 @@ pub enum FromTransfer {
     Push(Box<PushTo>),
     /// A link that was up broke: pushes on it may be lost.
     LinkLost,
+    /// A transfer answered the Hello: it pushes on this link from now on,
+    /// and what it routed while the connector had no link was dropped.
+    Linked,
 }
 
 /// Links to every transfer.
@@ -250,6 +253,13 @@ async fn keep_link(
                         }
                     }
                 }
+                Body::Hello(_) => {
+                    if let Some(pushes) = &pushes {
+                        if pushes.send(FromTransfer::Linked).await.is_err() {
+                            break;
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -377,6 +387,10 @@ impl RemoteTransfer {
 /// from the store what is newer than what it has, and every send still
 /// waiting for its SENT is failed with a retryable error (a resend with the
 /// same client id is answered with the stored message, or stored once).
+/// Every session re-reads again when a transfer links (again): what it
+/// routed to this connector while there was no link was dropped, and a
+/// transfer killed while it committed may have had that commit land after
+/// the first re-read.
 async fn deliver_pushes(
     mut rx: mpsc::Receiver<FromTransfer>,
     connector_id: String,
@@ -394,6 +408,10 @@ async fn deliver_pushes(
                     );
                 }
                 sends.waiting.clear();
+                local.resync_all();
+                continue;
+            }
+            FromTransfer::Linked => {
                 local.resync_all();
                 continue;
             }

@@ -126,12 +126,15 @@ async fn serve_link(stream: TcpStream, service: Arc<TransferService>, shutdown: 
     let registered = match hello {
         Ok(Some(Body::Hello(Hello { role, connector_id }))) => {
             tracing::info!(%role, %connector_id, "internal link up");
-            (role == "connector" && !connector_id.is_empty()).then(|| {
-                (
-                    service.links.register(&connector_id, out_tx.clone()),
-                    connector_id,
-                )
-            })
+            if role == "connector" && !connector_id.is_empty() {
+                let link = service.links.register(&connector_id, out_tx.clone());
+                // Pushes for this connector are routed here from now on; it
+                // re-reads the store for those dropped while it had no link.
+                let _ = out_tx.send(Body::Hello(transfer_hello())).await;
+                Some((link, connector_id))
+            } else {
+                None
+            }
         }
         other => {
             match other {
@@ -168,6 +171,14 @@ async fn serve_link(stream: TcpStream, service: Arc<TransferService>, shutdown: 
         Ok(Ok(())) => tracing::info!("internal link closed"),
         Ok(Err(error)) => tracing::warn!(%error, "internal link failed"),
         Err(error) => tracing::error!(%error, "internal link task panicked"),
+    }
+}
+
+/// A transfer's answer to a connector's Hello.
+fn transfer_hello() -> Hello {
+    Hello {
+        role: "transfer".into(),
+        connector_id: String::new(),
     }
 }
 
