@@ -38,6 +38,9 @@ type Identity<'a> = (u64, &'a str);
 /// A receipt as a device holds it: (msg_id, kind, by_user).
 type ReceiptKey = (u64, i32, u64);
 
+/// Missing receipts listed per device (all are counted).
+const MISSING_LISTED: usize = 10;
+
 /// What went wrong on one device.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceReport {
@@ -56,6 +59,9 @@ pub struct DeviceReport {
     /// DELIVERED and READ receipts owed for what it sent that reached no
     /// device of its user.
     pub receipts_missing: usize,
+    /// The first of those (msg_id, kind, by user), to look up in the
+    /// store of a kept run.
+    pub missing_receipts: Vec<ReceiptKey>,
     /// Receipts it got that do not match what happened.
     pub receipts_wrong: usize,
 }
@@ -393,7 +399,13 @@ fn count_missing_receipts(
             let key = (sent.receipt.msg_id, kind as i32, by);
             let reached = sender_devices.iter().filter(|d| handed[**d].contains(&key));
             match reached.count() {
-                0 => devices[sent.device].receipts_missing += 1,
+                0 => {
+                    let device = &mut devices[sent.device];
+                    device.receipts_missing += 1;
+                    if device.missing_receipts.len() < MISSING_LISTED {
+                        device.missing_receipts.push(key);
+                    }
+                }
                 n if n < sender_devices.len() => report.receipts_partial += 1,
                 _ => {}
             }

@@ -226,7 +226,13 @@ fn receipts_naming_a_wrong_recipient_or_something_that_did_not_happen_are_wrong(
 fn a_delivery_or_acked_read_without_its_receipt_at_any_sender_device_is_missing() {
     let (mut ledger, m) = clean_run();
     ledger.devices[ALICE_PHONE].receipts.clear();
-    assert_eq!(check(&ledger).receipts_missing, 1, "no DELIVERED");
+    let report = check(&ledger);
+    assert_eq!(report.receipts_missing, 1, "no DELIVERED");
+    assert_eq!(
+        report.faulty[0].missing_receipts,
+        [(m.msg_id, ReceiptKind::Delivered as i32, 2)],
+        "listed by (msg_id, kind, by)"
+    );
     ledger.receipt(ALICE_LAPTOP, receipt(ReceiptKind::Delivered, &m, 2));
     assert!(check(&ledger).clean(), "one device of the sender suffices");
 
