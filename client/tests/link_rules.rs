@@ -302,7 +302,7 @@ async fn a_slow_application_stops_the_client_reading_and_acking() {
     let mut last_ack = 1;
     while let Ok(frame) = timeout(Duration::from_millis(300), server.recv()).await {
         last_ack = match frame.body {
-            Some(Body::Ack(v1::Ack { id })) => id,
+            Some(Body::Ack(v1::Ack { id, .. })) => id,
             other => panic!("expected an ack, got {other:?}"),
         };
     }

@@ -493,7 +493,10 @@ impl Link {
 
     async fn ack(&mut self) -> Result<(), Close> {
         self.ack_due = None;
-        let ack = Frame::ack(self.reorder.last_id());
+        // The answers queued behind a full window take the next ids (they
+        // go before pushes), so this covers every answer given so far.
+        let answered = self.window.last_sent_id() + self.responses.len() as u64;
+        let ack = Frame::ack_through(self.reorder.last_id(), answered);
         self.conn.feed(&ack).await.map_err(Close::codec)
     }
 

@@ -79,7 +79,19 @@ impl Frame {
 
     /// An unsequenced cumulative acknowledgement of every frame up to `id`.
     pub fn ack(id: u64) -> Self {
-        Frame::new(0, Body::Ack(v1::Ack { id }))
+        Frame::new(
+            0,
+            Body::Ack(v1::Ack {
+                id,
+                sent_through: 0,
+            }),
+        )
+    }
+
+    /// An ack that also says the last sequenced id the sender has given a
+    /// frame (see `Ack.sent_through`).
+    pub fn ack_through(id: u64, sent_through: u64) -> Self {
+        Frame::new(0, Body::Ack(v1::Ack { id, sent_through }))
     }
 
     /// An unsequenced fatal error: the last frame before the link is closed.

@@ -55,6 +55,11 @@ pub(crate) struct LinkState {
     login_ok: Option<LoginOk>,
     max_out_bytes: usize,
     pending: PendingCalls,
+    /// `MarkRead` frames acked before every answer the server had given
+    /// by then was processed: (the last id it had given, the frame). Each
+    /// is done once frames up to that id are, unless one of them was its
+    /// error.
+    reads_acked: Vec<(u64, u64)>,
     out: Vec<Frame>,
     events: VecDeque<Event>,
     close: Option<CloseReason>,
@@ -72,6 +77,7 @@ impl LinkState {
             login_ok: None,
             max_out_bytes: options.max_frame_bytes,
             pending: PendingCalls::default(),
+            reads_acked: Vec::new(),
             out: Vec::new(),
             events: VecDeque::new(),
             close: None,
@@ -203,13 +209,14 @@ impl LinkState {
                 if processed > 0 {
                     self.out.push(Frame::ack(first + processed - 1));
                 }
+                self.release_reads();
             }
         }
     }
 
     fn on_unsequenced(&mut self, body: Option<Body>) {
         match body {
-            Some(Body::Ack(Ack { id })) => self.on_ack(id),
+            Some(Body::Ack(Ack { id, sent_through })) => self.on_ack(id, sent_through),
             Some(Body::Ping(Ping { nonce })) => {
                 self.out.push(Frame::new(0, Body::Pong(Pong { nonce })));
             }
@@ -291,12 +298,30 @@ impl LinkState {
         }
     }
 
-    fn on_ack(&mut self, id: u64) {
+    /// The server processed our frames up to `id`. An acked `MarkRead`
+    /// is done without error unless an error answering it is among the
+    /// frames the server had sent by then (`sent_through`): with frames
+    /// lost or reordered, the ack can come before that error.
+    fn on_ack(&mut self, id: u64, sent_through: u64) {
         for done in self.window.on_ack(id) {
             if let Outgoing::MarkRead { frame_id } = done {
-                self.pending.on_mark_read_acked(frame_id);
+                self.reads_acked.push((sent_through, frame_id));
             }
         }
+        self.release_reads();
+    }
+
+    /// Marks reads done whose answers have all been processed.
+    fn release_reads(&mut self) {
+        let processed = self.reorder.last_id();
+        let pending = &mut self.pending;
+        self.reads_acked.retain(|&(through, frame_id)| {
+            let done = through <= processed;
+            if done {
+                pending.on_mark_read_acked(frame_id);
+            }
+            !done
+        });
     }
 
     /// Sends a chat message; `reply` gets the SENT receipt or the error.

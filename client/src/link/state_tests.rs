@@ -80,7 +80,7 @@ fn acks(frames: &[Frame]) -> Vec<u64> {
     frames
         .iter()
         .filter_map(|f| match f.body {
-            Some(Body::Ack(v1::Ack { id })) => Some(id),
+            Some(Body::Ack(v1::Ack { id, .. })) => Some(id),
             _ => None,
         })
         .collect()
@@ -257,6 +257,27 @@ fn mark_read_resolves_on_ack_or_on_its_error() {
     state.on_frame(Frame::ack(3));
     assert_eq!(bad.try_recv().unwrap().unwrap_err().code(), "FORBIDDEN");
     assert_eq!(state.pending_events(), 0);
+}
+
+#[test]
+fn an_ack_that_overtakes_the_error_it_follows_does_not_mark_the_read_done() {
+    let mut state = logged_in();
+    let (reply, mut answer) = oneshot::channel();
+    state.mark_read("g1".into(), 1, reply, Instant::now());
+    // The server answered frame 2 with its error (its frame 2), then acked
+    // it; the error was lost on the way and the ack came first.
+    state.on_frame(Frame::ack_through(2, 2));
+    assert!(answer.try_recv().is_err(), "not done before frame 2");
+    state.on_frame(error(2, ErrorCode::Internal, 2, ""));
+    assert_eq!(answer.try_recv().unwrap().unwrap_err().code(), "INTERNAL");
+
+    // Acked with nothing answering it: done once frame 3 is in.
+    let (reply, mut answer) = oneshot::channel();
+    state.mark_read("g1".into(), 1, reply, Instant::now());
+    state.on_frame(Frame::ack_through(3, 3));
+    assert!(answer.try_recv().is_err(), "not done before frame 3");
+    state.on_frame(Frame::new(3, Body::SyncDone(SyncDone::default())));
+    assert!(answer.try_recv().unwrap().is_ok());
 }
 
 #[test]

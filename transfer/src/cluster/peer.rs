@@ -228,7 +228,7 @@ impl Peer {
         };
         if frame.id == 0 {
             match body {
-                Body::Ack(Ack { id }) => {
+                Body::Ack(Ack { id, .. }) => {
                     self.window.on_ack(id);
                 }
                 Body::Ping(Ping { nonce }) => {
@@ -269,8 +269,10 @@ impl Peer {
     async fn write_out(&mut self) -> Result<(), PeerError> {
         let limit = self.config.idle_timeout;
         if std::mem::take(&mut self.ack_owed) {
+            // Calls here are answered by a `Reply` each, never by an ack.
             let ack = unsequenced(Body::Ack(Ack {
                 id: self.reorder.last_id(),
+                sent_through: 0,
             }));
             feed(&mut self.conn, &ack, limit).await?;
         }
