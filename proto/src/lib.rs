@@ -79,13 +79,7 @@ impl Frame {
 
     /// An unsequenced cumulative acknowledgement of every frame up to `id`.
     pub fn ack(id: u64) -> Self {
-        Frame::new(
-            0,
-            Body::Ack(v1::Ack {
-                id,
-                sent_through: 0,
-            }),
-        )
+        Frame::ack_through(id, 0)
     }
 
     /// An ack that also says the last sequenced id the sender has given a

@@ -239,28 +239,22 @@ async fn keep_link(
         });
         tracing::info!(%addr, "linked to transfer");
         while let Some(body) = in_rx.recv().await {
-            match body {
+            let from = match body {
                 Body::Reply(r) => {
                     let done = waiting.lock().expect("waiting lock").remove(&r.call_id);
                     if let Some(done) = done {
                         let _ = done.send(r.error.map_or(Ok(()), |e| Err(wire::transfer_error(e))));
                     }
+                    continue;
                 }
-                Body::Push(p) => {
-                    if let Some(pushes) = &pushes {
-                        if pushes.send(FromTransfer::Push(Box::new(p))).await.is_err() {
-                            break;
-                        }
-                    }
+                Body::Push(p) => FromTransfer::Push(Box::new(p)),
+                Body::Hello(_) => FromTransfer::Linked,
+                _ => continue,
+            };
+            if let Some(pushes) = &pushes {
+                if pushes.send(from).await.is_err() {
+                    break;
                 }
-                Body::Hello(_) => {
-                    if let Some(pushes) = &pushes {
-                        if pushes.send(FromTransfer::Linked).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-                _ => {}
             }
         }
         *client.slots[i].live.lock().expect("slot lock") = None;
