@@ -230,8 +230,10 @@ async fn clients_on_different_connectors_chat_with_receipts_through_nginx() {
         connector_of(&status, bob_id).await,
     );
     assert_ne!(
-        a_conn, b_conn,
-        "nginx put the two links on different connectors"
+        a_conn,
+        b_conn,
+        "nginx put the two links on different connectors; logs:{}",
+        cluster.logs()
     );
 
     let sent = a_link
@@ -381,7 +383,12 @@ async fn a_killed_connectors_users_expire_and_catch_up_through_the_other() {
     let (_b_link, _b_events) = cluster.connect(&bob, "phone").await;
     let status = cluster.status().await;
     let b_conn = connector_of(&status, bob_id).await;
-    assert_ne!(connector_of(&status, alice_id).await, b_conn);
+    assert_ne!(
+        connector_of(&status, alice_id).await,
+        b_conn,
+        "nginx put the two links on different connectors; logs:{}",
+        cluster.logs()
+    );
 
     cluster.script(&["kill", &b_conn]);
     // Nobody renews bob's lease now: his entry expires.
