@@ -255,6 +255,8 @@ mod tests {
                     msg_id,
                     conversation_id: "d:1:2".into(),
                     seq: msg_id,
+                    from_user: 1,
+                    client_msg_id: format!("c{msg_id}"),
                 })
                 .collect(),
             receipts: Vec::new(),

@@ -233,7 +233,7 @@ impl Session {
     /// pushed, only remembered for the cursor.
     fn note_own(&mut self, m: &StoredMessage) {
         self.marks.entry(&m.conversation_id, 0).sent = m.seq;
-        self.own.push(delivered(m));
+        self.own.push(DeliveredMessage::from(m));
     }
 
     /// At close: own messages still waiting in the push queue (the link may
@@ -265,7 +265,7 @@ impl Session {
         mark.sent = mark.sent.max(m.seq);
         self.queue.push_back((
             Body::Message(chat_message(m, offline)),
-            Delivery::Message(delivered(m)),
+            Delivery::Message(DeliveredMessage::from(m)),
         ));
     }
 
@@ -370,14 +370,6 @@ impl Marks {
             i
         });
         &mut self.0[i]
-    }
-}
-
-fn delivered(m: &StoredMessage) -> DeliveredMessage {
-    DeliveredMessage {
-        msg_id: m.msg_id,
-        conversation_id: m.conversation_id.clone(),
-        seq: m.seq,
     }
 }
 

@@ -93,11 +93,7 @@ async fn main() {
                         };
                         let stored = store.append_messages(&[message]).await.unwrap();
                         let stored = &stored[0].message;
-                        let acked = DeliveredMessage {
-                            msg_id: stored.msg_id,
-                            conversation_id: stored.conversation_id.clone(),
-                            seq: stored.seq,
-                        };
+                        let acked = DeliveredMessage::from(stored);
                         let receipts = store.mark_delivered(b, "d", &[acked]).await.unwrap();
                         assert_eq!(receipts.len(), 1, "one DELIVERED receipt per message");
                         let key = OfflineKey::Receipt {

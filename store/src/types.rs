@@ -336,7 +336,10 @@ pub struct OfflineRow {
     pub item: OfflineItem,
 }
 
-/// A message a device has acknowledged.
+/// A message a device has acknowledged, as the connector pushed it: the
+/// fields are the stored message's (the client acks frame ids, never
+/// message fields). SQLite takes them as given; MySQL reads the messages
+/// back, one statement per batch of acks, and skips ids it does not hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveredMessage {
     /// The message.
@@ -345,6 +348,22 @@ pub struct DeliveredMessage {
     pub conversation_id: String,
     /// Its sequence.
     pub seq: u64,
+    /// Its sender, who is owed the DELIVERED receipt.
+    pub from_user: UserId,
+    /// The sender's id for it, which the receipt carries back.
+    pub client_msg_id: String,
+}
+
+impl From<&StoredMessage> for DeliveredMessage {
+    fn from(m: &StoredMessage) -> Self {
+        DeliveredMessage {
+            msg_id: m.msg_id,
+            conversation_id: m.conversation_id.clone(),
+            seq: m.seq,
+            from_user: m.from_user,
+            client_msg_id: m.client_msg_id.clone(),
+        }
+    }
 }
 
 /// Whether a conversation is one-to-one or a group.

@@ -177,6 +177,8 @@ pub(crate) fn message_refs(messages: &[DeliveredMessage]) -> Vec<MessageRef> {
             msg_id: m.msg_id,
             conversation_id: m.conversation_id.clone(),
             seq: m.seq,
+            from_user: m.from_user,
+            client_msg_id: m.client_msg_id.clone(),
         })
         .collect()
 }
@@ -187,6 +189,8 @@ pub(crate) fn delivered_messages(refs: Vec<MessageRef>) -> Vec<DeliveredMessage>
             msg_id: m.msg_id,
             conversation_id: m.conversation_id,
             seq: m.seq,
+            from_user: m.from_user,
+            client_msg_id: m.client_msg_id,
         })
         .collect()
 }

@@ -72,9 +72,5 @@ pub fn text(
 
 /// The ack of a device for `message`.
 pub fn ack(message: &StoredMessage) -> DeliveredMessage {
-    DeliveredMessage {
-        msg_id: message.msg_id,
-        conversation_id: message.conversation_id.clone(),
-        seq: message.seq,
-    }
+    DeliveredMessage::from(message)
 }

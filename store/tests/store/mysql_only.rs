@@ -7,7 +7,7 @@ use im_store::{
 };
 
 use crate::test_database::TestDatabase;
-use crate::{ack, text};
+use crate::{ack, text, Fixture};
 
 #[tokio::test]
 async fn nodes_connecting_together_migrate_once_and_share_the_data() {
@@ -250,4 +250,29 @@ async fn an_ack_that_fails_fails_alone() {
     assert_eq!(store.offline_unread(alice, 10).await.unwrap().len(), 1);
     store.close().await;
     database.drop_now().await;
+}
+
+/// MySQL reads the acked messages back (one statement per batch of acks)
+/// and skips an id it does not hold. SQLite's one writer takes the ack's
+/// fields as given: the connector built them from the stored message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_message_acknowledges_nothing() {
+    let db = Fixture::mysql().await;
+    let alice = db.new_user("alice").await;
+    let bob = db.new_user("bob").await;
+    db.befriend(alice, bob).await;
+    let mut sent = db
+        .send(alice, Target::User(bob), "m1", &[bob])
+        .await
+        .message;
+    sent.msg_id += 1000;
+
+    assert!(db
+        .mark_delivered(bob, "phone", &[ack(&sent)])
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(db.device_cursors(bob, "phone").await.unwrap()[0].cursor, 0);
+    assert_eq!(db.offline_unread(bob, 10).await.unwrap().len(), 1);
+    db.close().await;
 }

@@ -10,7 +10,6 @@ backend_tests!(
     each_recipient_in_a_group_delivers_once,
     cursors_only_move_forward,
     own_messages_only_move_the_cursor,
-    an_unknown_message_acknowledges_nothing,
     reading_makes_one_read_receipt_per_message_from_others,
     the_read_cursor_never_goes_back_nor_past_the_last_message,
     only_members_mark_read_and_never_before_joining,
@@ -134,25 +133,6 @@ async fn own_messages_only_move_the_cursor(db: &Fixture) {
         1
     );
     assert!(db.offline_unread(alice, 10).await.unwrap().is_empty());
-    assert_eq!(db.offline_unread(bob, 10).await.unwrap().len(), 1);
-}
-
-async fn an_unknown_message_acknowledges_nothing(db: &Fixture) {
-    let alice = db.new_user("alice").await;
-    let bob = db.new_user("bob").await;
-    db.befriend(alice, bob).await;
-    let mut sent = db
-        .send(alice, Target::User(bob), "m1", &[bob])
-        .await
-        .message;
-    sent.msg_id += 1000;
-
-    assert!(db
-        .mark_delivered(bob, "phone", &[ack(&sent)])
-        .await
-        .unwrap()
-        .is_empty());
-    assert_eq!(db.device_cursors(bob, "phone").await.unwrap()[0].cursor, 0);
     assert_eq!(db.offline_unread(bob, 10).await.unwrap().len(), 1);
 }
 

@@ -197,6 +197,8 @@ async fn the_offline_rebuild_keeps_every_row_and_the_order() {
                 msg_id: 1,
                 conversation_id: "u1-2".into(),
                 seq: 1,
+                from_user: 1,
+                client_msg_id: "c1".into(),
             }],
         )
         .await
@@ -328,6 +330,8 @@ async fn the_offline_rows_keyed_by_message_keep_their_claims() {
         msg_id: 2,
         conversation_id: "u1-2".into(),
         seq: 2,
+        from_user: 1,
+        client_msg_id: "c2".into(),
     };
     let receipts = store
         .mark_delivered(2, "phone", std::slice::from_ref(&delivered))
