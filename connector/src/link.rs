@@ -134,14 +134,16 @@ async fn login(conn: &mut Conn, ctx: &Connector) -> Result<(UserId, String, Stri
         ));
     }
     let token_hash = hash_token(&login.token);
-    match ctx.store.token_user(&token_hash).await {
-        Ok(Some(user)) => Ok((user, login.device_id, token_hash)),
+    // The device is registered with the token check (one statement in
+    // MySQL): a new device's cursors start before its catch-up reads them.
+    match ctx.store.login_device(&token_hash, &login.device_id).await {
+        Ok(Some((user, _))) => Ok((user, login.device_id, token_hash)),
         Ok(None) => Err(Close::with(
             ErrorCode::Unauthenticated,
             "invalid or revoked token",
         )),
         Err(error) => {
-            tracing::error!(%error, "token check failed");
+            tracing::error!(%error, "token and device check failed");
             Err(Close::with(ErrorCode::Internal, "internal error"))
         }
     }
@@ -355,10 +357,6 @@ impl Link {
             tracing::error!(%error, "login failed");
             Close::with(ErrorCode::Internal, "internal error")
         };
-        ctx.store
-            .register_device(user, &device)
-            .await
-            .map_err(|e| internal(&e))?;
         let first = ctx
             .status
             .online(user, &device, ctx.registry.connector_id())

@@ -153,6 +153,21 @@ pub trait Store: Send + Sync + 'static {
     /// from now (what no device has yet still comes from the offline rows).
     /// Returns true if the device was new.
     async fn register_device(&self, user: UserId, device: &str) -> StoreResult<bool>;
+    /// A link's login: the user a live token belongs to, with `device`
+    /// registered as [`register_device`](Store::register_device) does, and
+    /// whether it was new; None for a token that is not live. A backend may
+    /// answer both in one statement.
+    async fn login_device(
+        &self,
+        token_hash: &str,
+        device: &str,
+    ) -> StoreResult<Option<(UserId, bool)>> {
+        let Some(user) = self.token_user(token_hash).await? else {
+            return Ok(None);
+        };
+        let new = self.register_device(user, device).await?;
+        Ok(Some((user, new)))
+    }
     /// The device's cursor for every conversation of the user: the highest seq
     /// it has acked, or the member's start_seq where it has none, with the
     /// conversation's last seq.

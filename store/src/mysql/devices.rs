@@ -17,18 +17,49 @@ use crate::StoreResult;
 /// unknown user still fails its foreign key); its cursors are kept, as are
 /// any an ack made before the device registered.
 pub(super) async fn register(pool: &MySqlPool, user: UserId, device: &str) -> StoreResult<bool> {
-    let user = sql_int(user);
-    let created_at_ms = sql_int(now_ms());
     // Most logins are of a known device: a plain look-up, no transaction.
     let known: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE user_id = ? AND device_id = ?")
-            .bind(user)
+            .bind(sql_int(user))
             .bind(device)
             .fetch_one(pool)
             .await?;
     if known > 0 {
         return Ok(false);
     }
+    add(pool, user, device).await
+}
+
+/// A link's login: the user of a live token and whether `device` was new
+/// to it, registered as [`register`] does. The token and the device are
+/// one statement: a known device's login reads nothing else before its
+/// catch-up, and MariaDB's time per statement is what bounds the
+/// cluster's logins (see DESIGN, "Where the cluster's time goes").
+pub(super) async fn login(
+    pool: &MySqlPool,
+    token_hash: &str,
+    device: &str,
+) -> StoreResult<Option<(UserId, bool)>> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT t.user_id, EXISTS (SELECT 1 FROM devices d            WHERE d.user_id = t.user_id AND d.device_id = ?)          FROM tokens t WHERE t.token_hash = ? AND t.revoked = 0",
+    )
+    .bind(device)
+    .bind(token_hash)
+    .fetch_optional(pool)
+    .await?;
+    let Some((user, known)) = row else {
+        return Ok(None);
+    };
+    let user = api_int(user);
+    let new = known == 0 && add(pool, user, device).await?;
+    Ok(Some((user, new)))
+}
+
+/// Inserts the device and its starting cursors; false if another login
+/// inserted it first.
+async fn add(pool: &MySqlPool, user: UserId, device: &str) -> StoreResult<bool> {
+    let user = sql_int(user);
+    let created_at_ms = sql_int(now_ms());
     retry(|| async move {
         let mut tx = pool.begin().await?;
         let inserted =

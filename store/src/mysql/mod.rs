@@ -329,6 +329,14 @@ impl Store for MySqlStore {
         devices::register(&self.pool, user, device).await
     }
 
+    async fn login_device(
+        &self,
+        token_hash: &str,
+        device: &str,
+    ) -> StoreResult<Option<(UserId, bool)>> {
+        devices::login(&self.pool, token_hash, device).await
+    }
+
     async fn device_cursors(&self, user: UserId, device: &str) -> StoreResult<Vec<DeviceCursor>> {
         devices::cursors(&self.pool, user, device).await
     }

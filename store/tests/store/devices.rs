@@ -1,4 +1,4 @@
-use im_store::{direct_conversation, group_conversation, DeviceCursor, Role, Target};
+use im_store::{direct_conversation, group_conversation, hash_token, DeviceCursor, Role, Target};
 
 use crate::{ack, Fixture};
 
@@ -7,7 +7,46 @@ backend_tests!(
     a_new_device_starts_a_group_where_the_users_furthest_device_is,
     a_conversation_joined_later_starts_at_the_start_seq,
     cursors_cover_every_conversation_of_the_user,
+    a_login_checks_the_token_and_registers_the_device_once,
 );
+
+async fn a_login_checks_the_token_and_registers_the_device_once(db: &Fixture) {
+    let alice = db.new_user("alice").await;
+    let bob = db.new_user("bob").await;
+    db.befriend(alice, bob).await;
+    db.send(alice, Target::User(bob), "m1", &[bob]).await;
+    let token = hash_token("bob's");
+    db.create_token(bob, &token).await.unwrap();
+
+    assert_eq!(
+        db.login_device(&hash_token("nobody's"), "phone")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        db.login_device(&token, "phone").await.unwrap(),
+        Some((bob, true))
+    );
+    // Registered as `register_device` does: it starts at the last seq.
+    assert_eq!(db.device_cursors(bob, "phone").await.unwrap()[0].cursor, 1);
+    assert!(!db.register_device(bob, "phone").await.unwrap());
+    assert_eq!(
+        db.login_device(&token, "phone").await.unwrap(),
+        Some((bob, false))
+    );
+    assert_eq!(
+        db.login_device(&token, "tablet").await.unwrap(),
+        Some((bob, true))
+    );
+    db.revoke_token(&token).await.unwrap();
+    assert_eq!(db.login_device(&token, "phone").await.unwrap(), None);
+    assert_eq!(db.login_device(&token, "laptop").await.unwrap(), None);
+    assert!(
+        db.register_device(bob, "laptop").await.unwrap(),
+        "a refused login registers nothing"
+    );
+}
 
 async fn a_new_device_starts_at_the_last_seq(db: &Fixture) {
     let alice = db.new_user("alice").await;
