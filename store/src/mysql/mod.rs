@@ -30,7 +30,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::{Executor, MySql, Transaction};
+use sqlx::{Connection, Executor, MySql, Transaction};
 
 use self::acks::{Ack, AckQueue, Answer};
 use self::friends::FriendChecks;
@@ -41,6 +41,14 @@ use crate::{Store, StoreError, StoreResult};
 /// Connections per node: the writers of the message log, the offline pulls
 /// and the REST reads, each holding one for a transaction at a time.
 const MAX_CONNECTIONS: u32 = 16;
+
+/// A pooled connection idle at least this long is pinged before it is
+/// handed out. sqlx pings every connection it hands out by default, and
+/// again as it takes it back: three round trips to the server for each
+/// statement run on the pool. One used this recently needs no ping; one
+/// whose statement failed (the server restarted, say) fails the ping on
+/// its way back and is closed there.
+const PING_IF_IDLE: Duration = Duration::from_secs(1);
 
 /// How long a node waits for another to finish migrating.
 const MIGRATION_LOCK_WAIT: Duration = Duration::from_secs(60);
@@ -67,6 +75,15 @@ impl MySqlStore {
         let options = MySqlConnectOptions::from_str(url)?;
         let pool = MySqlPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IF_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     for statement in SESSION_SETUP {
