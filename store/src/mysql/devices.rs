@@ -41,7 +41,9 @@ pub(super) async fn login(
     device: &str,
 ) -> StoreResult<Option<(UserId, bool)>> {
     let row: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT t.user_id, EXISTS (SELECT 1 FROM devices d            WHERE d.user_id = t.user_id AND d.device_id = ?)          FROM tokens t WHERE t.token_hash = ? AND t.revoked = 0",
+        "SELECT t.user_id, EXISTS (SELECT 1 FROM devices d \
+           WHERE d.user_id = t.user_id AND d.device_id = ?) \
+         FROM tokens t WHERE t.token_hash = ? AND t.revoked = 0",
     )
     .bind(device)
     .bind(token_hash)
