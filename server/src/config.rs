@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use im_connector::ConnectorConfig;
+use im_store::MySqlOptions;
 
 /// Which component(s) a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -81,6 +82,13 @@ pub struct Config {
     /// the SQLite file in the data directory.
     #[arg(long, env = "IM_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Connections this process keeps to that database. Every process of a
+    /// cluster pools its own, and together they must stay within the
+    /// database's `max_connections` (151 in Debian's MariaDB). More helps
+    /// logins, which wait on the pool (docs/DESIGN.md).
+    #[arg(long, env = "IM_DATABASE_CONNECTIONS", default_value_t = MySqlOptions::default().connections,
+          value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub database_connections: u32,
     /// Keep user status in Redis (`redis://host:port`) instead of in-process.
     #[arg(long, env = "IM_REDIS_URL")]
     pub redis_url: Option<String>,

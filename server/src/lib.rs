@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use im_connector::{Connector, Registry};
 use im_offline_worker::BatchingLog;
 use im_rest_api::AppState;
-use im_store::{MySqlStore, SqliteOptions, SqliteStore, Store};
+use im_store::{MySqlOptions, MySqlStore, SqliteOptions, SqliteStore, Store};
 use im_transfer::{Router, Transfer};
 use im_user_status::{MemoryUserStatus, RedisUserStatus, UserStatus};
 use tokio::net::{TcpListener, TcpSocket};
@@ -45,7 +45,10 @@ pub struct RunningServer {
 /// the SQLite file in the data directory.
 pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(url) = &config.database_url {
-        let store = MySqlStore::connect(url)
+        let options = MySqlOptions {
+            connections: config.database_connections,
+        };
+        let store = MySqlStore::connect_with(url, options)
             .await
             .context("connecting to the MySQL database")?;
         return Ok(Arc::new(store));

@@ -203,6 +203,10 @@ fn bad_flags_get_a_clear_error_and_no_start() {
         (&["--role", "router"][..], "invalid value 'router'"),
         (&["--writer-nice", "40"][..], "--writer-nice"),
         (&["--ack-hold-ms", "5000"][..], "--ack-hold-ms"),
+        (
+            &["--database-connections", "0"][..],
+            "--database-connections",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_im-server"))
             .args(args)

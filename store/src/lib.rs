@@ -14,7 +14,7 @@ pub mod types;
 use async_trait::async_trait;
 
 pub use error::StoreError;
-pub use mysql::MySqlStore;
+pub use mysql::{MySqlOptions, MySqlStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use types::*;
 

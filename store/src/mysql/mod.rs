@@ -38,9 +38,23 @@ use self::rows::corrupt;
 use crate::types::*;
 use crate::{Store, StoreError, StoreResult};
 
-/// Connections per node: the writers of the message log, the offline pulls
-/// and the REST reads, each holding one for a transaction at a time.
-const MAX_CONNECTIONS: u32 = 16;
+/// How the cluster's store connects, beside its URL.
+#[derive(Debug, Clone, Copy)]
+pub struct MySqlOptions {
+    /// Connections this process pools: the writers of the message log, the
+    /// offline pulls, the logins and the REST reads, each holding one for a
+    /// statement or transaction at a time. Every process of a cluster has
+    /// its own pool, and all of them must fit the server's
+    /// `max_connections` (151 in Debian's MariaDB).
+    pub connections: u32,
+}
+
+impl Default for MySqlOptions {
+    /// 16 connections: six pooled processes (`scripts/cluster.sh`) take 96.
+    fn default() -> MySqlOptions {
+        MySqlOptions { connections: 16 }
+    }
+}
 
 /// A pooled connection idle at least this long is pinged before it is
 /// handed out. sqlx pings every connection it hands out by default, and
@@ -72,9 +86,15 @@ impl MySqlStore {
     /// Connects to the database `url` names (`mysql://user:pass@host:port/db`)
     /// and brings its schema up to date.
     pub async fn connect(url: &str) -> Result<MySqlStore, StoreError> {
+        MySqlStore::connect_with(url, MySqlOptions::default()).await
+    }
+
+    /// [`MySqlStore::connect`] with a pool of `options.connections`.
+    pub async fn connect_with(url: &str, options: MySqlOptions) -> Result<MySqlStore, StoreError> {
+        let pool_size = options.connections.max(1);
         let options = MySqlConnectOptions::from_str(url)?;
         let pool = MySqlPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
+            .max_connections(pool_size)
             .test_before_acquire(false)
             .before_acquire(|conn, meta| {
                 Box::pin(async move {

@@ -2,8 +2,8 @@
 
 use futures::future::join_all;
 use im_store::{
-    MySqlStore, OfflineItem, OfflineKey, OfflineRow, ReceiptKind, Store, StoreError, StoredMessage,
-    Target, UserId,
+    MySqlOptions, MySqlStore, OfflineItem, OfflineKey, OfflineRow, ReceiptKind, Store, StoreError,
+    StoredMessage, Target, UserId,
 };
 
 use crate::test_database::TestDatabase;
@@ -26,6 +26,31 @@ async fn nodes_connecting_together_migrate_once_and_share_the_data() {
     let again = MySqlStore::connect(&url).await.unwrap();
     assert_eq!(again.user(alice.id).await.unwrap(), Some(alice));
     again.close().await;
+    database.drop_now().await;
+}
+
+#[tokio::test]
+async fn a_store_keeps_at_most_the_connections_it_is_given() {
+    let database = TestDatabase::create().await;
+    let options = MySqlOptions { connections: 3 };
+    let store = MySqlStore::connect_with(&database.url(), options)
+        .await
+        .unwrap();
+
+    // Forty callers at once: they share the three connections and all get
+    // their answer.
+    let names: Vec<String> = (0..40).map(|i| format!("u{i}")).collect();
+    let created = join_all(names.iter().map(|name| store.create_user(name, "hash"))).await;
+    let ids: Vec<UserId> = created.into_iter().map(|r| r.unwrap().id).collect();
+    let found = join_all(ids.iter().map(|&id| store.user(id))).await;
+    assert!(found.iter().all(|r| matches!(r, Ok(Some(_)))), "{found:?}");
+    let open = database.connections().await;
+    assert!(
+        (2..=3).contains(&open),
+        "{open} connections for a pool of 3"
+    );
+
+    store.close().await;
     database.drop_now().await;
 }
 

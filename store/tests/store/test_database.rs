@@ -45,6 +45,19 @@ impl TestDatabase {
         with_database(&self.server, &self.name)
     }
 
+    /// How many connections use this database now.
+    pub async fn connections(&self) -> i64 {
+        let mut admin = admin_connection(&self.server).await;
+        let count =
+            sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = ?")
+                .bind(&self.name)
+                .fetch_one(&mut admin)
+                .await
+                .unwrap();
+        admin.close().await.ok();
+        count
+    }
+
     /// Drops the database; every connection to it must be closed already.
     pub async fn drop_now(mut self) {
         let mut admin = admin_connection(&self.server).await;
