@@ -16,13 +16,14 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
+use crate::procfs;
+
 /// The MySQL connections each process of the benchmark's cluster pools
 /// (`--database-connections`; the server's default is 16). Known-device
-/// logins waited on the pool; 32 gave 1.09-1.10x the logins/s
-/// (docs/DESIGN.md, "Logins wait for MariaDB").
+/// logins waited on the pool; 32 gave 1.05-1.10x the logins/s
+/// (docs/DESIGN.md, "Logins wait for MariaDB"). The harness's MariaDB
+/// allows 1,000 connections; the full run's 15 pooled processes take 480.
 const BENCH_DATABASE_CONNECTIONS: u32 = 32;
-
-use crate::procfs;
 
 /// Open files a server process keeps for other things than links.
 const FD_MARGIN: usize = 1_000;
@@ -174,9 +175,6 @@ impl Target {
             ack_timeout_ms: 2_000,
             max_retries: 5,
             lease_secs: 30,
-            // Logins wait on the pool (docs/DESIGN.md); the harness's
-            // MariaDB allows 1,000 connections, the full run's 15 pooled
-            // processes take 480 of them.
             extra_args: vec![
                 "--max-links".into(),
                 max_links.to_string(),
