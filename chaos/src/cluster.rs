@@ -121,6 +121,10 @@ pub struct ClusterOptions {
     pub extra_args: Vec<String>,
     /// Connector processes (`c1`, `c2`, ...), at least one.
     pub connectors: usize,
+    /// MariaDB's InnoDB buffer pool, MiB. The chaos runs' data fits in
+    /// 64; a benchmark's grows past it, and then every statement waits on
+    /// page reads (docs/DESIGN.md, "Where the cluster's time goes").
+    pub buffer_pool_mib: usize,
 }
 
 impl ClusterOptions {
@@ -137,6 +141,7 @@ impl ClusterOptions {
             lease_secs: 3,
             extra_args: Vec::new(),
             connectors: 2,
+            buffer_pool_mib: 64,
         }
     }
 }
@@ -301,7 +306,7 @@ impl LocalCluster {
                 "--bind-address=127.0.0.1".into(),
                 "--skip-grant-tables".into(),
                 "--skip-log-bin".into(),
-                "--innodb-buffer-pool-size=64M".into(),
+                format!("--innodb-buffer-pool-size={}M", options.buffer_pool_mib),
                 // Each im-server process pools up to 16 connections, and a
                 // benchmark may start a dozen connectors.
                 "--max-connections=1000".into(),
