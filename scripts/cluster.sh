@@ -170,8 +170,15 @@ names() {
 }
 
 down() {
-    local name
+    local name pidfile
     for name in $(names); do stop_one "$name"; done
+    # What `up` started under another environment (more connector ports,
+    # say) has pid files too: stop those as well.
+    for pidfile in "$pids"/*.pid; do
+        [ -e "$pidfile" ] || continue
+        name="$(basename "$pidfile" .pid)"
+        stop_one "$name"
+    done
     echo "cluster.sh: down (MariaDB, Redis and the broker stay up; scripts/kafka.sh stop stops the broker)"
 }
 
