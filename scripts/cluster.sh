@@ -39,12 +39,27 @@ topic="${IM_CLUSTER_TOPIC:-im.messages}"
 group="${IM_CLUSTER_GROUP:-im-offline-worker}"
 lease="${IM_CLUSTER_LEASE_SECS:-9}"
 
-answering() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# True when process $1 holds a socket listening on TCP port $2. Read from
+# /proc, so nothing else need be installed. An answer on the port alone is
+# not enough: a port picked free can be taken by another program (another
+# cluster of the parallel tests, say) before ours binds it, and ours then
+# exits while the port still answers.
+listening() {
+    local pid="$1" want fd inode
+    want="$(printf ':%04X' "$2")"
+    for inode in $(awk -v p="$want" '$4 == "0A" && substr($2, length($2) - 4) == p { print $10 }' \
+        /proc/net/tcp /proc/net/tcp6 2>/dev/null); do
+        for fd in "/proc/$pid/fd/"*; do
+            [ "$(readlink "$fd" 2>/dev/null)" = "socket:[$inode]" ] && return 0
+        done
+    done
+    return 1
+}
 
 wait_port() {
     local name="$1" port="$2"
     for _ in $(seq 1 150); do
-        answering "$port" && return 0
+        alive "$name" && listening "$(cat "$pids/$name.pid")" "$port" && return 0
         if ! alive "$name"; then
             echo "cluster.sh: $name exited; see $logs/$name.log" >&2
             tail -5 "$logs/$name.log" >&2 || true

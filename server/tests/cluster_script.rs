@@ -4,10 +4,11 @@
 //! Each test brings up a cluster of its own (own ports, database, Redis
 //! prefix, topic and consumer group) and takes it down by pid at the end.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -24,12 +25,22 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
+/// A port nothing listens on now, and not handed out before in this
+/// process (the tests' clusters come up side by side). Another program may
+/// still take it: `cluster.sh up` then fails, and `ScriptCluster::up` tries
+/// new ports.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 fn mysql_url() -> String {
@@ -202,6 +213,11 @@ impl ScriptCluster {
 
 impl Drop for ScriptCluster {
     fn drop(&mut self) {
+        // A failed test's cluster is gone with its temporary directory, so
+        // its processes' logs are printed here or never seen.
+        if std::thread::panicking() {
+            eprintln!("logs of the failed test's cluster:{}", self.logs());
+        }
         let _ = Command::new(repo().join("scripts/cluster.sh"))
             .arg("down")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -236,6 +252,18 @@ async fn connector_of(status: &RedisUserStatus, user: u64) -> String {
     let devices = status.lookup(user).await.unwrap();
     assert_eq!(devices.len(), 1, "one device online: {devices:?}");
     devices[0].connector.clone()
+}
+
+#[test]
+fn up_fails_when_another_program_holds_a_connectors_port() {
+    let cluster = ScriptCluster::define(9);
+    let c1 = cluster.connector_link("c1");
+    // Another program answers on c1's port, so c1 cannot bind it.
+    let _taken = TcpListener::bind(c1).unwrap();
+    let error = cluster
+        .try_script(&["up"])
+        .expect_err("up reported a cluster whose connector could not listen");
+    assert!(error.contains("c1 exited"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
