@@ -59,12 +59,12 @@ listening() {
 wait_port() {
     local name="$1" port="$2"
     for _ in $(seq 1 150); do
-        alive "$name" && listening "$(cat "$pids/$name.pid")" "$port" && return 0
         if ! alive "$name"; then
             echo "cluster.sh: $name exited; see $logs/$name.log" >&2
             tail -5 "$logs/$name.log" >&2 || true
             return 1
         fi
+        listening "$(cat "$pids/$name.pid")" "$port" && return 0
         sleep 0.1
     done
     echo "cluster.sh: $name did not listen on $port; see $logs/$name.log" >&2
